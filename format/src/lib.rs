@@ -1,0 +1,11 @@
+//! On-disk structures, limits, validation rules and errors of the hhtld
+//! container format. This crate does no I/O; `spec/hhtld.md` is the normative
+//! description of everything here.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod enums;
+pub mod layout;
+pub mod limits;
+
+pub use enums::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};

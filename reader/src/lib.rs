@@ -1,0 +1,1 @@
+//! Zero-copy reader for hhtld files (in progress).
