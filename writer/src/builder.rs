@@ -1,1 +1,1528 @@
-//! (in progress)
+//! Streaming writer for hhtld files (spec §1–§5).
+//!
+//! Each object is checked completely, then written at once: its section
+//! payload goes to the output followed by zero padding to the next multiple
+//! of 64, and only its small record stays in memory. [`Writer::finish`]
+//! writes STRINGS, METADATA (when any was set) and the DIRECTORY, then the
+//! section table, and finally seeks back to write the header and its CRC.
+//! Sections are numbered in the order they are written.
+//!
+//! Every cap of the format is checked when an object is added and reported
+//! as a typed [`WriteError`]. A rejected object leaves the writer unchanged,
+//! so the caller may go on; an I/O error poisons the writer.
+//!
+//! ```
+//! use std::io::Cursor;
+//! use hhtld_format::{Dtype, ElemType, Regime, Role};
+//! use hhtld_writer::builder::{EncodedTensor, PaletteSpec, RawTensor, Stage, Writer};
+//!
+//! let mut w = Writer::new(Cursor::new(Vec::new()))?;
+//! // A 4-bit palette of 3 entries of width 2.
+//! let p = w.add_palette(PaletteSpec {
+//!     k: 3, d: 2, bits: 4, elem: ElemType::Bf16,
+//!     values: &[0.0, 0.0, 1.0, -1.0, 0.5, 0.25],
+//! })?;
+//! // A 2 x 4 tensor: 2 sub-vectors per row.
+//! w.add_encoded_tensor(EncodedTensor {
+//!     name: "w", dtype: Dtype::F32, shape: &[2, 4],
+//!     role: Role::MlpUp, regime: Regime::Argmax,
+//!     stages: &[Stage { palette: p, codes: &[0, 1, 2, 1] }],
+//!     scale: Some((ElemType::F16, &[1.0, 2.0])),
+//!     slot_l: None, quality: None,
+//! })?;
+//! w.add_raw_tensor(RawTensor {
+//!     name: "b", dtype: Dtype::F32, shape: &[2], role: Role::Bias,
+//!     regime: Regime::Passthrough, bytes: &[0u8; 8],
+//! })?;
+//! w.set_metadata("source", "example")?;
+//! let (out, report) = w.finish_into_inner()?;
+//! assert_eq!(report.file_len, out.get_ref().len() as u64);
+//! report.check().unwrap();
+//! # Ok::<(), hhtld_writer::error::WriteError>(())
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use half::{bf16, f16};
+use hhtld_format::layout::{
+    align64, BasisRecord, DirHeader, FisherRecord, Header, PaletteRecord, SectionEntry,
+    TensorRecord, DIR_HEADER_LEN, HEADER_CRC_SPAN, HEADER_LEN, MAGIC, NONE, SECTION_FLAG_REQUIRED,
+    SMALL_RECORD_LEN, TENSOR_FLAG_QUALITY, TENSOR_FLAG_SCALE, TENSOR_FLAG_SLOT_L,
+    TENSOR_RECORD_LEN, VERSION_MAJOR, VERSION_MINOR,
+};
+use hhtld_format::limits::{
+    CODE_BITS, MAX_DIMS, MAX_DIRECTORY_BYTES, MAX_METADATA_BYTES, MAX_NAME_LEN, MAX_PALETTES,
+    MAX_PALETTE_D, MAX_SECTIONS, MAX_STAGES, MAX_TENSORS, SLOT_L_DIMS,
+};
+use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};
+use zerocopy::little_endian::{F32, U16, U32, U64};
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::error::{shorten, WriteError};
+use crate::fisher::{check_table, fisher_z_table};
+use crate::report::{KindBytes, RegimeBytes, SizeReport, TensorBytes};
+
+/// Buffered bytes are handed to the output in chunks of this size.
+const CHUNK: usize = 1 << 16;
+/// Sections written by `finish` (STRINGS, METADATA, DIRECTORY), kept free
+/// under `max_sections` at every add.
+const FINISH_SECTIONS: usize = 3;
+
+/// Tags ids with their writer, so an id from another writer is rejected.
+static NEXT_WRITER_TAG: AtomicU32 = AtomicU32::new(1);
+/// Makes temporary file names unique within the process.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// A palette added to a [`Writer`]; valid only for that writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PaletteId {
+    writer: u32,
+    index: u32,
+}
+
+impl PaletteId {
+    /// Index of the PaletteRecord in the directory.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// A SlotL basis added to a [`Writer`]; valid only for that writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BasisId {
+    writer: u32,
+    index: u32,
+}
+
+impl BasisId {
+    /// Index of the BasisRecord in the directory.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// A palette to add: `k` entries of `d` values, entry-major
+/// (`values[e * d + j]`), stored as `elem` with `bits`-bit codes.
+#[derive(Debug, Clone, Copy)]
+pub struct PaletteSpec<'a> {
+    /// Entries in use, `1..=2^bits`.
+    pub k: usize,
+    /// Entry width, `1..=MAX_PALETTE_D`.
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Storage element type; values are rounded to nearest, ties to even.
+    pub elem: ElemType,
+    /// `k * d` finite values.
+    pub values: &'a [f32],
+}
+
+/// A tensor stored as is.
+#[derive(Debug, Clone, Copy)]
+pub struct RawTensor<'a> {
+    /// Unique name, 1..=MAX_NAME_LEN bytes.
+    pub name: &'a str,
+    /// Dtype of `bytes`.
+    pub dtype: Dtype,
+    /// Shape, at most MAX_DIMS entries.
+    pub shape: &'a [u64],
+    /// Role.
+    pub role: Role,
+    /// Regime (any; a tensor that failed its gate keeps its regime).
+    pub regime: Regime,
+    /// `numel * dtype.size()` bytes, row-major.
+    pub bytes: &'a [u8],
+}
+
+/// One residual stage of an encoded tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct Stage<'a> {
+    /// Its palette.
+    pub palette: PaletteId,
+    /// `n_rows * n_sub` codes, row-major, each `< k`, where
+    /// `n_sub = ceil(n_cols / d)`. `u16` so an out-of-range code is reported
+    /// instead of silently wrapping.
+    pub codes: &'a [u16],
+}
+
+/// The SlotL residual of an encoded tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotL<'a> {
+    /// Basis of `8 x n_cols` values; its `n_cols` must equal the tensor's.
+    pub basis: BasisId,
+    /// One `[i8; 8]` coefficient row per tensor row.
+    pub coef: &'a [[i8; SLOT_L_DIMS]],
+    /// Finite scale of the coefficients (`slot_scale`).
+    pub scale: f32,
+}
+
+/// Reconstruction quality of an encoded tensor, as measured by its codec.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quality {
+    /// Median per-row Pearson rho, in [-1, 1].
+    pub rho_median: f32,
+    /// 5th percentile per-row rho, in [-1, 1].
+    pub rho_p5: f32,
+    /// Minimum per-row rho, in [-1, 1].
+    pub rho_min: f32,
+    /// Relative Frobenius error, `>= 0`.
+    pub rel_fro: f32,
+}
+
+/// A palette-encoded tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedTensor<'a> {
+    /// Unique name, 1..=MAX_NAME_LEN bytes.
+    pub name: &'a str,
+    /// Original dtype: F16, BF16, F32 or F64.
+    pub dtype: Dtype,
+    /// Shape, at most MAX_DIMS entries.
+    pub shape: &'a [u64],
+    /// Role.
+    pub role: Role,
+    /// Regime, not PASSTHROUGH.
+    pub regime: Regime,
+    /// 1..=MAX_STAGES stages, summed in order.
+    pub stages: &'a [Stage<'a>],
+    /// Per-row scales (`n_rows` values) and their storage type.
+    pub scale: Option<(ElemType, &'a [f32])>,
+    /// SlotL residual.
+    pub slot_l: Option<SlotL<'a>>,
+    /// Quality figures to record.
+    pub quality: Option<Quality>,
+}
+
+/// Caps a writer enforces. The defaults are the format limits; a writer may
+/// be given lower ones (e.g. to bound memory), never higher: larger values
+/// are clamped to the format limits by [`Writer::with_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterLimits {
+    /// Most tensors (`MAX_TENSORS`).
+    pub max_tensors: usize,
+    /// Most palette, basis and FisherZ records, each (`MAX_PALETTES`).
+    pub max_palettes: usize,
+    /// Most sections (`MAX_SECTIONS`).
+    pub max_sections: usize,
+    /// Largest DIRECTORY section (`MAX_DIRECTORY_BYTES`).
+    pub max_directory_bytes: u64,
+}
+
+impl Default for WriterLimits {
+    fn default() -> Self {
+        WriterLimits {
+            max_tensors: MAX_TENSORS,
+            max_palettes: MAX_PALETTES,
+            max_sections: MAX_SECTIONS,
+            max_directory_bytes: MAX_DIRECTORY_BYTES,
+        }
+    }
+}
+
+impl WriterLimits {
+    fn clamped(self) -> Self {
+        let d = WriterLimits::default();
+        WriterLimits {
+            max_tensors: self.max_tensors.min(d.max_tensors),
+            max_palettes: self.max_palettes.min(d.max_palettes),
+            max_sections: self.max_sections.min(d.max_sections),
+            max_directory_bytes: self.max_directory_bytes.min(d.max_directory_bytes),
+        }
+    }
+}
+
+struct PaletteMeta {
+    k: usize,
+    d: usize,
+    bits: u8,
+    /// Values as stored, kept for `add_fisher_z`; dropped once it ran.
+    stored: Option<Vec<f32>>,
+    fisher: Option<u32>,
+    bytes: u64,
+}
+
+struct TensorInfo {
+    role: Role,
+    regime: Regime,
+    encoding: Encoding,
+    numel: u64,
+    own_bytes: u64,
+    palettes: Vec<u32>,
+    basis: Option<u32>,
+}
+
+/// A file under construction; see the module documentation.
+pub struct Writer<W: Write + Seek> {
+    out: W,
+    /// Run after the header is written (fsync + rename for [`AtomicFile`]).
+    commit: fn(&mut W) -> io::Result<()>,
+    tag: u32,
+    limits: WriterLimits,
+    /// Output position where the file starts.
+    base: u64,
+    /// Bytes of the file produced so far (written or pending).
+    written: u64,
+    pending: Vec<u8>,
+    /// State of the section being written.
+    hasher: crc32fast::Hasher,
+    section_start: u64,
+    poisoned: bool,
+    sections: Vec<SectionEntry>,
+    palettes: Vec<PaletteRecord>,
+    palette_meta: Vec<PaletteMeta>,
+    bases: Vec<BasisRecord>,
+    basis_bytes: Vec<u64>,
+    fishers: Vec<FisherRecord>,
+    tensors: Vec<TensorRecord>,
+    tensor_info: Vec<TensorInfo>,
+    names: HashSet<Box<str>>,
+    strings: Vec<u8>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// The matrix view of a shape (spec §4 "Shape").
+struct View {
+    n_rows: u64,
+    n_cols: u64,
+    numel: u64,
+}
+
+fn view(name: &str, shape: &[u64]) -> Result<View, WriteError> {
+    if shape.len() > MAX_DIMS {
+        return Err(WriteError::TooManyDims {
+            name: shorten(name),
+            ndims: shape.len(),
+            max: MAX_DIMS,
+        });
+    }
+    let overflow = || WriteError::NumelOverflow {
+        name: shorten(name),
+        shape: shape.to_vec(),
+    };
+    let (n_rows, n_cols) = match shape {
+        [] => (1, 1),
+        [c] => (1, *c),
+        [r, rest @ ..] => {
+            let c = rest
+                .iter()
+                .try_fold(1u64, |a, &b| a.checked_mul(b))
+                .ok_or_else(overflow)?;
+            (*r, c)
+        }
+    };
+    let numel = n_rows.checked_mul(n_cols).ok_or_else(overflow)?;
+    Ok(View {
+        n_rows,
+        n_cols,
+        numel,
+    })
+}
+
+/// Rounds `v` to `elem`, appends its little-endian bytes, returns the stored value.
+fn push_elem(v: f32, elem: ElemType, out: &mut Vec<u8>) -> f32 {
+    match elem {
+        ElemType::F32 => {
+            out.extend_from_slice(&v.to_le_bytes());
+            v
+        }
+        ElemType::F16 => {
+            let h = f16::from_f32(v);
+            out.extend_from_slice(&h.to_le_bytes());
+            h.to_f32()
+        }
+        ElemType::Bf16 => {
+            let h = bf16::from_f32(v);
+            out.extend_from_slice(&h.to_le_bytes());
+            h.to_f32()
+        }
+    }
+}
+
+/// `v` rounded to `elem`, as f32.
+pub fn round_to_elem(v: f32, elem: ElemType) -> f32 {
+    match elem {
+        ElemType::F32 => v,
+        ElemType::F16 => f16::from_f32(v).to_f32(),
+        ElemType::Bf16 => bf16::from_f32(v).to_f32(),
+    }
+}
+
+fn check_finite(
+    what: impl Fn() -> String,
+    values: &[f32],
+    elem: ElemType,
+) -> Result<(), WriteError> {
+    match values
+        .iter()
+        .position(|&v| !round_to_elem(v, elem).is_finite())
+    {
+        None => Ok(()),
+        Some(index) => Err(WriteError::NonFinite {
+            what: what(),
+            index,
+            value: values[index],
+            elem,
+        }),
+    }
+}
+
+fn check_len(what: impl Fn() -> String, expected: u64, got: usize) -> Result<(), WriteError> {
+    if expected == got as u64 {
+        Ok(())
+    } else {
+        Err(WriteError::Length {
+            what: what(),
+            expected,
+            got: got as u64,
+        })
+    }
+}
+
+/// `ceil(n_cols / d)`, sub-vectors per row.
+fn n_sub(n_cols: u64, d: u64) -> u64 {
+    n_cols.div_ceil(d)
+}
+
+/// Appends the codes of one row of one stage, packed to `bits` (spec §4 ENTRY layout).
+fn pack_codes(codes: &[u16], bits: u8, out: &mut Vec<u8>) {
+    if bits == 8 {
+        out.extend(codes.iter().map(|&c| c as u8));
+    } else {
+        out.extend(codes.chunks(2).map(|p| {
+            let lo = p[0] as u8 & 0x0F;
+            let hi = p.get(1).map_or(0, |&c| c as u8 & 0x0F);
+            lo | (hi << 4)
+        }));
+    }
+}
+
+impl<W: Write + Seek> Writer<W> {
+    /// Starts a file at the current position of `out` (normally 0), writing
+    /// a placeholder header. Anything after that position is overwritten;
+    /// `out` should be empty there.
+    pub fn new(out: W) -> Result<Self, WriteError> {
+        Self::with_limits(out, WriterLimits::default())
+    }
+
+    /// Like [`Writer::new`] with lower caps; limits above the format's are clamped.
+    pub fn with_limits(mut out: W, limits: WriterLimits) -> Result<Self, WriteError> {
+        let base = out.stream_position().map_err(|source| WriteError::Io {
+            op: "reading the start position".into(),
+            source,
+        })?;
+        let mut w = Writer {
+            out,
+            commit: |_| Ok(()),
+            tag: NEXT_WRITER_TAG.fetch_add(1, Ordering::Relaxed),
+            limits: limits.clamped(),
+            base,
+            written: 0,
+            pending: Vec::with_capacity(CHUNK),
+            hasher: crc32fast::Hasher::new(),
+            section_start: 0,
+            poisoned: false,
+            sections: Vec::new(),
+            palettes: Vec::new(),
+            palette_meta: Vec::new(),
+            bases: Vec::new(),
+            basis_bytes: Vec::new(),
+            fishers: Vec::new(),
+            tensors: Vec::new(),
+            tensor_info: Vec::new(),
+            names: HashSet::new(),
+            strings: Vec::new(),
+            metadata: BTreeMap::new(),
+        };
+        w.pending.resize(HEADER_LEN, 0);
+        w.written = HEADER_LEN as u64;
+        w.flush_pending("writing the placeholder header")?;
+        Ok(w)
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> WriterLimits {
+        self.limits
+    }
+
+    /// Number of tensors added so far.
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Number of palettes added so far.
+    pub fn palette_count(&self) -> usize {
+        self.palettes.len()
+    }
+
+    // ---- output plumbing -------------------------------------------------
+
+    fn io_err(&mut self, op: &str, source: io::Error) -> WriteError {
+        self.poisoned = true;
+        WriteError::Io {
+            op: op.to_owned(),
+            source,
+        }
+    }
+
+    fn flush_pending(&mut self, op: &str) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.out.write_all(&self.pending) {
+            Ok(()) => {
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => Err(self.io_err(op, e)),
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), WriteError> {
+        if self.poisoned {
+            Err(WriteError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn begin_section(&mut self) {
+        self.hasher = crc32fast::Hasher::new();
+        self.section_start = self.written;
+    }
+
+    /// Appends section payload bytes.
+    fn emit(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        if self.pending.len() + bytes.len() <= CHUNK {
+            self.pending.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.flush_pending("writing section data")?;
+        if bytes.len() >= CHUNK {
+            if let Err(e) = self.out.write_all(bytes) {
+                return Err(self.io_err("writing section data", e));
+            }
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Emits `buf` and clears it, flushing when it has grown to a chunk.
+    fn emit_buf(&mut self, buf: &mut Vec<u8>, force: bool) -> Result<(), WriteError> {
+        if force || buf.len() >= CHUNK {
+            self.emit(buf)?;
+            buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Closes the current section: pads to 64 and records its table entry.
+    fn end_section(&mut self, kind: SectionKind) -> Result<u32, WriteError> {
+        let length = self.written - self.section_start;
+        let end = self.written;
+        let padded = align64(end).unwrap_or(end);
+        let pad = (padded - end) as usize;
+        self.pending.extend_from_slice(&[0u8; 64][..pad]);
+        self.written = padded;
+        if self.pending.len() >= CHUNK {
+            self.flush_pending("writing section padding")?;
+        }
+        let index = self.sections.len() as u32;
+        let hasher = std::mem::take(&mut self.hasher);
+        self.sections.push(SectionEntry {
+            kind: U16::new(kind.to_raw()),
+            flags: U16::new(SECTION_FLAG_REQUIRED),
+            crc32: U32::new(hasher.finalize()),
+            offset: U64::new(self.section_start),
+            length: U64::new(length),
+            reserved: U64::new(0),
+        });
+        Ok(index)
+    }
+
+    // ---- caps ------------------------------------------------------------
+
+    /// Checks the counts after adding the given numbers of objects.
+    fn check_caps(
+        &self,
+        tensors: usize,
+        palettes: usize,
+        bases: usize,
+        fishers: usize,
+        sections: usize,
+    ) -> Result<(), WriteError> {
+        let l = &self.limits;
+        let over = |cap, max: usize, value: usize| {
+            if value > max {
+                Err(WriteError::Limit {
+                    cap,
+                    max: max as u64,
+                    value: value as u64,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let t = self.tensors.len() + tensors;
+        let p = self.palettes.len() + palettes;
+        let b = self.bases.len() + bases;
+        let f = self.fishers.len() + fishers;
+        over("MAX_TENSORS", l.max_tensors, t)?;
+        over("MAX_PALETTES (palettes)", l.max_palettes, p)?;
+        over("MAX_PALETTES (bases)", l.max_palettes, b)?;
+        over("MAX_PALETTES (FisherZ tables)", l.max_palettes, f)?;
+        over(
+            "MAX_SECTIONS",
+            l.max_sections,
+            self.sections.len() + sections + FINISH_SECTIONS,
+        )?;
+        let dir = DIR_HEADER_LEN as u64
+            + SMALL_RECORD_LEN as u64 * (p + b + f) as u64
+            + TENSOR_RECORD_LEN as u64 * t as u64;
+        if dir > l.max_directory_bytes {
+            return Err(WriteError::Limit {
+                cap: "MAX_DIRECTORY_BYTES",
+                max: l.max_directory_bytes,
+                value: dir,
+            });
+        }
+        Ok(())
+    }
+
+    fn palette(&self, id: PaletteId) -> Result<&PaletteMeta, WriteError> {
+        if id.writer != self.tag {
+            return Err(WriteError::UnknownPalette { index: id.index });
+        }
+        self.palette_meta
+            .get(id.index as usize)
+            .ok_or(WriteError::UnknownPalette { index: id.index })
+    }
+
+    fn basis_n_cols(&self, id: BasisId) -> Result<u64, WriteError> {
+        if id.writer != self.tag {
+            return Err(WriteError::UnknownBasis { index: id.index });
+        }
+        self.bases
+            .get(id.index as usize)
+            .map(|b| u64::from(b.n_cols.get()))
+            .ok_or(WriteError::UnknownBasis { index: id.index })
+    }
+
+    /// Checks a tensor name: non-empty, short enough, unique, and room in
+    /// STRINGS for u32 offsets.
+    fn check_name(&self, name: &str) -> Result<(), WriteError> {
+        if name.is_empty() {
+            return Err(WriteError::EmptyName {
+                index: self.tensors.len(),
+            });
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(WriteError::NameTooLong {
+                what: format!("tensor name '{}'", shorten(name)),
+                len: name.len(),
+                max: MAX_NAME_LEN,
+            });
+        }
+        if self.names.contains(name) {
+            return Err(WriteError::DuplicateName {
+                name: shorten(name),
+            });
+        }
+        let end = self.strings.len() as u64 + name.len() as u64;
+        if end > u64::from(u32::MAX) {
+            return Err(WriteError::Limit {
+                cap: "STRINGS size (u32 name offsets)",
+                max: u64::from(u32::MAX),
+                value: end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a checked name; returns `(name_off, name_len)`.
+    fn push_name(&mut self, name: &str) -> (u32, u32) {
+        let off = self.strings.len() as u32;
+        self.strings.extend_from_slice(name.as_bytes());
+        self.names.insert(name.into());
+        (off, name.len() as u32)
+    }
+
+    fn base_record(
+        name: (u32, u32),
+        dtype: Dtype,
+        shape: &[u64],
+        role: Role,
+        regime: Regime,
+        encoding: Encoding,
+    ) -> TensorRecord {
+        let mut r = TensorRecord::new_zeroed();
+        r.name_off = U32::new(name.0);
+        r.name_len = U32::new(name.1);
+        r.dtype = dtype.to_raw();
+        r.ndims = shape.len() as u8;
+        r.role = role.to_raw();
+        r.regime = regime.to_raw();
+        r.encoding = encoding.to_raw();
+        for (dst, &s) in r.shape.iter_mut().zip(shape) {
+            *dst = U64::new(s);
+        }
+        r.data = U32::new(NONE);
+        r.scale = U32::new(NONE);
+        r.slot_l = U32::new(NONE);
+        r.basis = U32::new(NONE);
+        r.stage_palette = [U32::new(NONE); MAX_STAGES];
+        r
+    }
+
+    // ---- objects ---------------------------------------------------------
+
+    /// Adds a palette: `k` entries of `d` values rounded to `elem`, padded
+    /// with zero entries to `2^bits`.
+    ///
+    /// # Errors
+    /// [`WriteError::CodeBits`], [`WriteError::PaletteK`],
+    /// [`WriteError::PaletteD`], [`WriteError::Length`] (values not `k * d`),
+    /// [`WriteError::NonFinite`] (also for values that overflow `elem`),
+    /// [`WriteError::Limit`].
+    pub fn add_palette(&mut self, p: PaletteSpec<'_>) -> Result<PaletteId, WriteError> {
+        self.check_usable()?;
+        let index = self.palettes.len();
+        if !CODE_BITS.contains(&p.bits) {
+            return Err(WriteError::CodeBits {
+                palette: index,
+                bits: p.bits,
+            });
+        }
+        let slots = 1usize << p.bits;
+        if p.k == 0 || p.k > slots {
+            return Err(WriteError::PaletteK {
+                palette: index,
+                k: p.k,
+                bits: p.bits,
+                max: slots,
+            });
+        }
+        if p.d == 0 || p.d > MAX_PALETTE_D {
+            return Err(WriteError::PaletteD {
+                palette: index,
+                d: p.d,
+                max: MAX_PALETTE_D,
+            });
+        }
+        // k <= 256 and d <= 65536: no overflow.
+        check_len(
+            || format!("palette {index} values (k = {} x d = {})", p.k, p.d),
+            (p.k * p.d) as u64,
+            p.values.len(),
+        )?;
+        check_finite(|| format!("palette {index}"), p.values, p.elem)?;
+        self.check_caps(0, 1, 0, 0, 1)?;
+
+        self.begin_section();
+        let mut buf = Vec::with_capacity(CHUNK.min(p.values.len() * 4));
+        let mut stored = Vec::with_capacity(p.values.len());
+        for &v in p.values {
+            stored.push(push_elem(v, p.elem, &mut buf));
+            self.emit_buf(&mut buf, false)?;
+        }
+        let pad = (slots - p.k) * p.d * p.elem.size();
+        buf.resize(buf.len() + pad, 0);
+        self.emit_buf(&mut buf, true)?;
+        let bytes = self.written - self.section_start;
+        let section = self.end_section(SectionKind::Palette)?;
+
+        let mut rec = PaletteRecord::new_zeroed();
+        rec.section = U32::new(section);
+        rec.d = U32::new(p.d as u32);
+        rec.k = U16::new(p.k as u16);
+        rec.bits = p.bits;
+        rec.elem = p.elem.to_raw();
+        self.palettes.push(rec);
+        self.palette_meta.push(PaletteMeta {
+            k: p.k,
+            d: p.d,
+            bits: p.bits,
+            stored: Some(stored),
+            fisher: None,
+            bytes,
+        });
+        Ok(PaletteId {
+            writer: self.tag,
+            index: index as u32,
+        })
+    }
+
+    /// Adds a SlotL basis: 8 rows of `n_cols` values (`8 * n_cols`,
+    /// row-major), rounded to `elem`.
+    ///
+    /// # Errors
+    /// [`WriteError::BasisNCols`], [`WriteError::Length`],
+    /// [`WriteError::NonFinite`], [`WriteError::Limit`].
+    pub fn add_basis(
+        &mut self,
+        n_cols: usize,
+        elem: ElemType,
+        values: &[f32],
+    ) -> Result<BasisId, WriteError> {
+        self.check_usable()?;
+        let index = self.bases.len();
+        if n_cols == 0 || u32::try_from(n_cols).is_err() {
+            return Err(WriteError::BasisNCols {
+                basis: index,
+                n_cols,
+            });
+        }
+        check_len(
+            || format!("basis {index} values ({SLOT_L_DIMS} x n_cols = {n_cols})"),
+            SLOT_L_DIMS as u64 * n_cols as u64,
+            values.len(),
+        )?;
+        check_finite(|| format!("basis {index}"), values, elem)?;
+        self.check_caps(0, 0, 1, 0, 1)?;
+
+        self.begin_section();
+        let mut buf = Vec::with_capacity(CHUNK.min(values.len() * 4));
+        for &v in values {
+            push_elem(v, elem, &mut buf);
+            self.emit_buf(&mut buf, false)?;
+        }
+        self.emit_buf(&mut buf, true)?;
+        self.basis_bytes.push(self.written - self.section_start);
+        let section = self.end_section(SectionKind::Basis)?;
+
+        let mut rec = BasisRecord::new_zeroed();
+        rec.section = U32::new(section);
+        rec.n_cols = U32::new(n_cols as u32);
+        rec.rows = U16::new(SLOT_L_DIMS as u16);
+        rec.elem = elem.to_raw();
+        self.bases.push(rec);
+        Ok(BasisId {
+            writer: self.tag,
+            index: index as u32,
+        })
+    }
+
+    /// Computes and adds the FisherZ table of `palette` from its values as
+    /// stored (spec §4, see [`crate::fisher`]). The writer keeps a copy of
+    /// each palette's stored values for this until the table is added.
+    ///
+    /// # Errors
+    /// [`WriteError::UnknownPalette`], [`WriteError::FisherDuplicate`],
+    /// [`WriteError::Limit`].
+    pub fn add_fisher_z(&mut self, palette: PaletteId) -> Result<(), WriteError> {
+        self.check_usable()?;
+        let meta = self.palette(palette)?;
+        if meta.fisher.is_some() {
+            return Err(WriteError::FisherDuplicate {
+                palette: palette.index,
+            });
+        }
+        let stored = meta.stored.as_deref().unwrap_or(&[]);
+        let (gamma, table) = fisher_z_table(stored, meta.k, meta.d).map_err(|e| match e {
+            WriteError::FisherInput { reason, .. } => WriteError::FisherInput {
+                palette: palette.index,
+                reason,
+            },
+            other => other,
+        })?;
+        self.add_fisher_z_table(palette, gamma, &table)
+    }
+
+    /// Adds an explicit FisherZ table for `palette`: `k x k` values in
+    /// `[-127, 127]`, symmetric, `rho(i, j) = tanh(gamma * table[i * k + j])`.
+    ///
+    /// # Errors
+    /// [`WriteError::UnknownPalette`], [`WriteError::FisherDuplicate`],
+    /// [`WriteError::FisherGamma`], [`WriteError::Length`],
+    /// [`WriteError::FisherTable`], [`WriteError::Limit`].
+    pub fn add_fisher_z_table(
+        &mut self,
+        palette: PaletteId,
+        gamma: f32,
+        table: &[i8],
+    ) -> Result<(), WriteError> {
+        self.check_usable()?;
+        let meta = self.palette(palette)?;
+        if meta.fisher.is_some() {
+            return Err(WriteError::FisherDuplicate {
+                palette: palette.index,
+            });
+        }
+        check_table(palette.index, meta.k, gamma, table)?;
+        self.check_caps(0, 0, 0, 1, 1)?;
+
+        self.begin_section();
+        self.emit(table.as_bytes())?;
+        let section = self.end_section(SectionKind::FisherZ)?;
+        let mut rec = FisherRecord::new_zeroed();
+        rec.section = U32::new(section);
+        rec.palette = U32::new(palette.index);
+        rec.gamma = F32::new(gamma);
+        let fisher = self.fishers.len() as u32;
+        self.fishers.push(rec);
+        let meta = &mut self.palette_meta[palette.index as usize];
+        meta.fisher = Some(fisher);
+        meta.stored = None;
+        Ok(())
+    }
+
+    /// Adds a tensor stored as is.
+    ///
+    /// # Errors
+    /// Name errors ([`WriteError::EmptyName`], [`WriteError::NameTooLong`],
+    /// [`WriteError::DuplicateName`]), [`WriteError::TooManyDims`],
+    /// [`WriteError::NumelOverflow`], [`WriteError::Length`] (bytes not
+    /// `numel * dtype size`), [`WriteError::Limit`].
+    pub fn add_raw_tensor(&mut self, t: RawTensor<'_>) -> Result<(), WriteError> {
+        self.check_usable()?;
+        self.check_name(t.name)?;
+        let v = view(t.name, t.shape)?;
+        let expected = v.numel.checked_mul(t.dtype.size() as u64).ok_or_else(|| {
+            WriteError::NumelOverflow {
+                name: shorten(t.name),
+                shape: t.shape.to_vec(),
+            }
+        })?;
+        check_len(
+            || {
+                format!(
+                    "tensor '{}' raw bytes ({} x {})",
+                    shorten(t.name),
+                    v.numel,
+                    t.dtype
+                )
+            },
+            expected,
+            t.bytes.len(),
+        )?;
+        self.check_caps(1, 0, 0, 0, 1)?;
+
+        self.begin_section();
+        self.emit(t.bytes)?;
+        let data = self.end_section(SectionKind::Raw)?;
+        let name = self.push_name(t.name);
+        let mut rec = Self::base_record(name, t.dtype, t.shape, t.role, t.regime, Encoding::Raw);
+        rec.data = U32::new(data);
+        self.tensors.push(rec);
+        self.tensor_info.push(TensorInfo {
+            role: t.role,
+            regime: t.regime,
+            encoding: Encoding::Raw,
+            numel: v.numel,
+            own_bytes: expected,
+            palettes: Vec::new(),
+            basis: None,
+        });
+        Ok(())
+    }
+
+    /// Adds a palette-encoded tensor: its codes (ENTRY), and when given its
+    /// scales (SCALE) and SlotL coefficients (SLOT_L).
+    ///
+    /// # Errors
+    /// Name and shape errors as for [`Writer::add_raw_tensor`];
+    /// [`WriteError::NotEncodable`], [`WriteError::PassthroughEncoded`],
+    /// [`WriteError::StageCount`], [`WriteError::UnknownPalette`],
+    /// [`WriteError::DoesNotFit`], [`WriteError::CodeCount`],
+    /// [`WriteError::CodeOutOfRange`], [`WriteError::Length`] (scales or
+    /// SlotL rows not `n_rows`), [`WriteError::NonFinite`] (scales, slot
+    /// scale), [`WriteError::UnknownBasis`], [`WriteError::BasisMismatch`],
+    /// [`WriteError::Quality`], [`WriteError::Limit`].
+    pub fn add_encoded_tensor(&mut self, t: EncodedTensor<'_>) -> Result<(), WriteError> {
+        self.check_usable()?;
+        self.check_name(t.name)?;
+        let name = || shorten(t.name);
+        let v = view(t.name, t.shape)?;
+        if !t.dtype.is_encodable_float() {
+            return Err(WriteError::NotEncodable {
+                name: name(),
+                dtype: t.dtype,
+            });
+        }
+        if t.regime == Regime::Passthrough {
+            return Err(WriteError::PassthroughEncoded { name: name() });
+        }
+        if t.stages.is_empty() || t.stages.len() > MAX_STAGES {
+            return Err(WriteError::StageCount {
+                name: name(),
+                stages: t.stages.len(),
+                max: MAX_STAGES,
+            });
+        }
+        // Per stage: (n_sub, bits, code bytes per row).
+        let mut plan = Vec::with_capacity(t.stages.len());
+        let mut stride = 0u64;
+        for (s, st) in t.stages.iter().enumerate() {
+            let meta = self.palette(st.palette)?;
+            let (k, d, bits) = (meta.k, meta.d, meta.bits);
+            if d as u64 > v.n_cols {
+                return Err(WriteError::DoesNotFit {
+                    name: name(),
+                    stage: s,
+                    d,
+                    n_cols: v.n_cols,
+                });
+            }
+            let ns = n_sub(v.n_cols, d as u64);
+            // ns <= n_cols, so n_rows * ns <= numel: no overflow.
+            let expected = v.n_rows * ns;
+            if expected != st.codes.len() as u64 {
+                return Err(WriteError::CodeCount {
+                    name: name(),
+                    stage: s,
+                    n_rows: v.n_rows,
+                    n_sub: ns,
+                    expected,
+                    got: st.codes.len() as u64,
+                });
+            }
+            if let Some(i) = st.codes.iter().position(|&c| usize::from(c) >= k) {
+                let i = i as u64;
+                return Err(WriteError::CodeOutOfRange {
+                    name: name(),
+                    stage: s,
+                    row: i / ns,
+                    position: i % ns,
+                    code: st.codes[i as usize],
+                    k,
+                });
+            }
+            // ns * bits <= 8 * n_cols fits, as ns * 2 bytes of codes are in memory.
+            let cb = (ns * u64::from(bits)).div_ceil(8);
+            stride += cb;
+            plan.push((ns as usize, bits));
+        }
+        if let Some((elem, values)) = t.scale {
+            check_len(
+                || format!("tensor '{}' scales (n_rows)", name()),
+                v.n_rows,
+                values.len(),
+            )?;
+            check_finite(|| format!("tensor '{}' scales", name()), values, elem)?;
+        }
+        if let Some(sl) = &t.slot_l {
+            let basis_n_cols = self.basis_n_cols(sl.basis)?;
+            if basis_n_cols != v.n_cols {
+                return Err(WriteError::BasisMismatch {
+                    name: name(),
+                    basis_n_cols,
+                    n_cols: v.n_cols,
+                });
+            }
+            check_len(
+                || format!("tensor '{}' SlotL coefficient rows (n_rows)", name()),
+                v.n_rows,
+                sl.coef.len(),
+            )?;
+            check_finite(
+                || format!("tensor '{}' slot_scale", name()),
+                &[sl.scale],
+                ElemType::F32,
+            )?;
+        }
+        if let Some(q) = &t.quality {
+            let rho = "[-1, 1]";
+            for (field, value, range) in [
+                ("rho_median", q.rho_median, rho),
+                ("rho_p5", q.rho_p5, rho),
+                ("rho_min", q.rho_min, rho),
+                ("rel_fro", q.rel_fro, "[0, inf)"),
+            ] {
+                let ok = value.is_finite()
+                    && if field == "rel_fro" {
+                        value >= 0.0
+                    } else {
+                        (-1.0..=1.0).contains(&value)
+                    };
+                if !ok {
+                    return Err(WriteError::Quality {
+                        name: name(),
+                        field,
+                        value,
+                        range,
+                    });
+                }
+            }
+        }
+        let extra = usize::from(t.scale.is_some()) + usize::from(t.slot_l.is_some());
+        self.check_caps(1, 0, 0, 0, 1 + extra)?;
+
+        // Everything is checked; write. `n_rows` fits usize: stage 0 holds
+        // n_rows * n_sub >= n_rows codes in memory.
+        let n_rows = v.n_rows as usize;
+        let mut own = 0u64;
+        self.begin_section();
+        let mut buf = Vec::with_capacity(CHUNK);
+        for r in 0..n_rows {
+            for (st, &(ns, bits)) in t.stages.iter().zip(&plan) {
+                pack_codes(&st.codes[r * ns..(r + 1) * ns], bits, &mut buf);
+            }
+            self.emit_buf(&mut buf, false)?;
+        }
+        self.emit_buf(&mut buf, true)?;
+        debug_assert_eq!(self.written - self.section_start, v.n_rows * stride);
+        own += self.written - self.section_start;
+        let data = self.end_section(SectionKind::Entry)?;
+
+        let mut scale_sec = None;
+        if let Some((elem, values)) = t.scale {
+            self.begin_section();
+            for &x in values {
+                push_elem(x, elem, &mut buf);
+                self.emit_buf(&mut buf, false)?;
+            }
+            self.emit_buf(&mut buf, true)?;
+            own += self.written - self.section_start;
+            scale_sec = Some((self.end_section(SectionKind::Scale)?, elem));
+        }
+        let mut slot_sec = None;
+        if let Some(sl) = &t.slot_l {
+            self.begin_section();
+            self.emit(sl.coef.as_bytes())?;
+            own += self.written - self.section_start;
+            slot_sec = Some(self.end_section(SectionKind::SlotL)?);
+        }
+
+        let name_ref = self.push_name(t.name);
+        let mut rec = Self::base_record(
+            name_ref,
+            t.dtype,
+            t.shape,
+            t.role,
+            t.regime,
+            Encoding::Palette,
+        );
+        rec.n_stages = t.stages.len() as u8;
+        rec.data = U32::new(data);
+        let mut flags = 0u8;
+        if let Some((sec, elem)) = scale_sec {
+            flags |= TENSOR_FLAG_SCALE;
+            rec.scale = U32::new(sec);
+            rec.scale_elem = elem.to_raw();
+        }
+        if let (Some(sec), Some(sl)) = (slot_sec, &t.slot_l) {
+            flags |= TENSOR_FLAG_SLOT_L;
+            rec.slot_l = U32::new(sec);
+            rec.basis = U32::new(sl.basis.index);
+            rec.slot_scale = F32::new(sl.scale);
+        }
+        if let Some(q) = &t.quality {
+            flags |= TENSOR_FLAG_QUALITY;
+            rec.rho_median = F32::new(q.rho_median);
+            rec.rho_p5 = F32::new(q.rho_p5);
+            rec.rho_min = F32::new(q.rho_min);
+            rec.rel_fro = F32::new(q.rel_fro);
+        }
+        rec.flags = flags;
+        let mut palettes = Vec::with_capacity(t.stages.len());
+        for (dst, st) in rec.stage_palette.iter_mut().zip(t.stages) {
+            *dst = U32::new(st.palette.index);
+            if !palettes.contains(&st.palette.index) {
+                palettes.push(st.palette.index);
+            }
+        }
+        self.tensors.push(rec);
+        self.tensor_info.push(TensorInfo {
+            role: t.role,
+            regime: t.regime,
+            encoding: Encoding::Palette,
+            numel: v.numel,
+            own_bytes: own,
+            palettes,
+            basis: t.slot_l.map(|s| s.basis.index),
+        });
+        Ok(())
+    }
+
+    /// Sets a metadata entry; setting a key again replaces its value (the
+    /// last value wins). Entries are written sorted by key at `finish`.
+    ///
+    /// # Errors
+    /// [`WriteError::Metadata`] for an empty key or a value over
+    /// `MAX_METADATA_BYTES`; [`WriteError::NameTooLong`] for a key over
+    /// `MAX_NAME_LEN`.
+    pub fn set_metadata(&mut self, key: &str, value: &str) -> Result<(), WriteError> {
+        self.check_usable()?;
+        if key.is_empty() {
+            return Err(WriteError::Metadata {
+                key: String::new(),
+                reason: "empty key".into(),
+            });
+        }
+        if key.len() > MAX_NAME_LEN {
+            return Err(WriteError::NameTooLong {
+                what: format!("metadata key '{}'", shorten(key)),
+                len: key.len(),
+                max: MAX_NAME_LEN,
+            });
+        }
+        if value.len() > MAX_METADATA_BYTES {
+            return Err(WriteError::Metadata {
+                key: shorten(key),
+                reason: format!(
+                    "value is {} bytes, more than MAX_METADATA_BYTES ({MAX_METADATA_BYTES})",
+                    value.len()
+                ),
+            });
+        }
+        self.metadata.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// Writes the remaining sections, the table and the header, and returns
+    /// the size report. See [`Writer::finish_into_inner`] to get the output back.
+    pub fn finish(self) -> Result<SizeReport, WriteError> {
+        self.finish_into_inner().map(|(_, r)| r)
+    }
+
+    /// Like [`Writer::finish`], also returning the output (positioned at the
+    /// end of the file).
+    pub fn finish_into_inner(mut self) -> Result<(W, SizeReport), WriteError> {
+        self.check_usable()?;
+
+        self.begin_section();
+        let strings = std::mem::take(&mut self.strings);
+        self.emit(&strings)?;
+        self.end_section(SectionKind::Strings)?;
+
+        if !self.metadata.is_empty() {
+            let metadata = std::mem::take(&mut self.metadata);
+            self.begin_section();
+            for (k, v) in &metadata {
+                // Lengths were checked against MAX_NAME_LEN / MAX_METADATA_BYTES.
+                self.emit(&(k.len() as u32).to_le_bytes())?;
+                self.emit(k.as_bytes())?;
+                self.emit(&(v.len() as u32).to_le_bytes())?;
+                self.emit(v.as_bytes())?;
+            }
+            self.end_section(SectionKind::Metadata)?;
+        }
+
+        self.begin_section();
+        let mut dh = DirHeader::new_zeroed();
+        dh.tensor_count = U32::new(self.tensors.len() as u32);
+        dh.palette_count = U32::new(self.palettes.len() as u32);
+        dh.basis_count = U32::new(self.bases.len() as u32);
+        dh.fisher_count = U32::new(self.fishers.len() as u32);
+        self.emit(dh.as_bytes())?;
+        // Taken out and put back so `emit` can borrow `self` mutably.
+        let palettes = std::mem::take(&mut self.palettes);
+        self.emit(palettes.as_bytes())?;
+        self.palettes = palettes;
+        let bases = std::mem::take(&mut self.bases);
+        self.emit(bases.as_bytes())?;
+        self.bases = bases;
+        let fishers = std::mem::take(&mut self.fishers);
+        self.emit(fishers.as_bytes())?;
+        self.fishers = fishers;
+        let tensors = std::mem::take(&mut self.tensors);
+        self.emit(tensors.as_bytes())?;
+        self.tensors = tensors;
+        self.end_section(SectionKind::Directory)?;
+
+        // The table follows the padded last section.
+        let table_offset = self.written;
+        let table = std::mem::take(&mut self.sections);
+        let table_bytes = table.as_bytes();
+        let file_len = table_offset + table_bytes.len() as u64;
+        self.flush_pending("writing the last sections")?;
+        if let Err(e) = self.out.write_all(table_bytes) {
+            return Err(self.io_err("writing the section table", e));
+        }
+
+        let mut header = Header::new_zeroed();
+        header.magic = MAGIC;
+        header.major = U16::new(VERSION_MAJOR);
+        header.minor = U16::new(VERSION_MINOR);
+        header.file_len = U64::new(file_len);
+        header.table_offset = U64::new(table_offset);
+        header.section_count = U32::new(table.len() as u32);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&header.as_bytes()[..HEADER_CRC_SPAN]);
+        h.update(table_bytes);
+        header.header_crc = U32::new(h.finalize());
+
+        let base = self.base;
+        let res = (|| {
+            self.out.seek(SeekFrom::Start(base))?;
+            self.out.write_all(header.as_bytes())?;
+            self.out.seek(SeekFrom::Start(base + file_len))?;
+            self.out.flush()?;
+            (self.commit)(&mut self.out)
+        })();
+        if let Err(e) = res {
+            return Err(self.io_err("writing the header and committing", e));
+        }
+
+        let report = self.report(&table, file_len, table_bytes.len() as u64, &strings);
+        Ok((self.out, report))
+    }
+
+    fn report(
+        &self,
+        table: &[SectionEntry],
+        file_len: u64,
+        table_len: u64,
+        strings: &[u8],
+    ) -> SizeReport {
+        let mut by_kind: Vec<KindBytes> = Vec::new();
+        let mut padding = 0u64;
+        for e in table {
+            let len = e.length.get();
+            let end = e.offset.get() + len;
+            padding += align64(end).unwrap_or(end) - end;
+            let kind = SectionKind::from_raw(e.kind.get()).unwrap_or(SectionKind::Raw);
+            match by_kind.iter_mut().find(|k| k.kind == kind) {
+                Some(k) => {
+                    k.sections += 1;
+                    k.bytes += len;
+                }
+                None => by_kind.push(KindBytes {
+                    kind,
+                    sections: 1,
+                    bytes: len,
+                }),
+            }
+        }
+        by_kind.sort_by_key(|k| k.kind);
+
+        // Shared objects: (payload bytes, users in tensor order).
+        // Shared objects: palettes, then their FisherZ tables, then bases.
+        let n_p = self.palette_meta.len();
+        let mut shared: Vec<(u64, Vec<usize>)> = self
+            .palette_meta
+            .iter()
+            .map(|m| (m.bytes, Vec::new()))
+            .chain(self.palette_meta.iter().map(|m| {
+                let fz = m.fisher.map_or(0, |_| (m.k * m.k) as u64);
+                (fz, Vec::new())
+            }))
+            .chain(self.basis_bytes.iter().map(|&b| (b, Vec::new())))
+            .collect();
+        let basis_base = 2 * n_p;
+        for (t, info) in self.tensor_info.iter().enumerate() {
+            for &p in &info.palettes {
+                shared[p as usize].1.push(t);
+                shared[n_p + p as usize].1.push(t);
+            }
+            if let Some(b) = info.basis {
+                shared[basis_base + b as usize].1.push(t);
+            }
+        }
+        let mut shares = vec![0u64; self.tensor_info.len()];
+        let mut unused_shared = 0u64;
+        for (bytes, users) in &shared {
+            if users.is_empty() {
+                unused_shared += bytes;
+                continue;
+            }
+            let n = users.len() as u64;
+            for (i, &t) in users.iter().enumerate() {
+                shares[t] += bytes / n + u64::from((i as u64) < bytes % n);
+            }
+        }
+
+        let mut tensors = Vec::with_capacity(self.tensor_info.len());
+        let mut by_regime: Vec<RegimeBytes> = Vec::new();
+        for ((info, rec), share) in self.tensor_info.iter().zip(&self.tensors).zip(shares) {
+            let off = rec.name_off.get() as usize;
+            let len = rec.name_len.get() as usize;
+            let name = strings
+                .get(off..off + len)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let tb = TensorBytes {
+                name,
+                role: info.role,
+                regime: info.regime,
+                encoding: info.encoding,
+                numel: info.numel,
+                own_bytes: info.own_bytes,
+                shared_bytes: share,
+            };
+            match by_regime.iter_mut().find(|r| r.regime == info.regime) {
+                Some(r) => {
+                    r.tensors += 1;
+                    r.numel = r.numel.saturating_add(info.numel);
+                    r.bytes += tb.bytes();
+                }
+                None => by_regime.push(RegimeBytes {
+                    regime: info.regime,
+                    tensors: 1,
+                    numel: info.numel,
+                    bytes: tb.bytes(),
+                }),
+            }
+            tensors.push(tb);
+        }
+        by_regime.sort_by_key(|r| r.regime);
+
+        SizeReport {
+            file_len,
+            header_bytes: HEADER_LEN as u64,
+            table_bytes: table_len,
+            padding_bytes: padding,
+            by_kind,
+            tensors,
+            by_regime,
+            unused_shared,
+        }
+    }
+}
+
+/// A file written under a temporary name next to its destination and renamed
+/// over it only by [`Writer::finish`], after an fsync. Dropped without
+/// finishing (an error, a panic elsewhere, an early return), it removes the
+/// temporary file, so the destination never holds a half-written file.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Creates `.NAME.tmp-PID-N` in the directory of `dest`.
+    pub fn create(dest: impl AsRef<Path>) -> Result<Self, WriteError> {
+        let dest = dest.as_ref().to_path_buf();
+        let bad = |reason| WriteError::BadPath {
+            path: dest.display().to_string(),
+            reason,
+        };
+        let file_name = dest.file_name().ok_or_else(|| bad("no file name"))?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let pid = std::process::id();
+        loop {
+            let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(file_name);
+            tmp_name.push(format!(".tmp-{pid}-{n}"));
+            let tmp = dir.join(tmp_name);
+            match OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&tmp)
+            {
+                Ok(file) => {
+                    return Ok(AtomicFile {
+                        file: Some(file),
+                        tmp,
+                        dest,
+                        committed: false,
+                    })
+                }
+                // Left over by a crashed process with a recycled pid: next n.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => {
+                    return Err(WriteError::Io {
+                        op: format!("creating {}", tmp.display()),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The temporary path being written.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// The destination path.
+    pub fn dest_path(&self) -> &Path {
+        &self.dest
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("atomic file already committed"))
+    }
+
+    /// fsync, close, rename over the destination, then fsync the directory
+    /// (best effort: not every platform or file system allows it).
+    fn commit(&mut self) -> io::Result<()> {
+        self.file()?.sync_all()?;
+        // Closed before the rename, which some platforms require.
+        drop(self.file.take());
+        fs::rename(&self.tmp, &self.dest)?;
+        self.committed = true;
+        #[cfg(unix)]
+        if let Some(dir) = self.dest.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file()?.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file()?.flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file()?.seek(pos)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            drop(self.file.take());
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Writer<AtomicFile> {
+    /// Writes to `path` atomically: the data goes to a temporary file in the
+    /// same directory, and [`Writer::finish`] fsyncs it and renames it to
+    /// `path`. If the writer is dropped without a successful `finish`, the
+    /// temporary file is removed and `path` is untouched.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("model.hhtld");
+    /// use hhtld_writer::builder::Writer;
+    /// let w = Writer::create(&path)?;
+    /// let report = w.finish()?;
+    /// assert_eq!(std::fs::metadata(&path)?.len(), report.file_len);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, WriteError> {
+        Self::create_with_limits(path, WriterLimits::default())
+    }
+
+    /// [`Writer::create`] with lower caps.
+    pub fn create_with_limits(
+        path: impl AsRef<Path>,
+        limits: WriterLimits,
+    ) -> Result<Self, WriteError> {
+        let file = AtomicFile::create(path)?;
+        let mut w = Writer::with_limits(file, limits)?;
+        w.commit = AtomicFile::commit;
+        Ok(w)
+    }
+}
