@@ -1,1 +1,362 @@
-//! (in progress)
+//! Codecs: pure functions that turn f32 weight matrices into staged palette
+//! codes (spec §4), and measure what a reader will decode from them.
+//!
+//! (Measured profile recommendations are filled in below once measured.)
+
+mod elem;
+mod encode;
+mod error;
+mod kmeans;
+mod pack;
+mod quality;
+mod slot;
+
+use hhtld_format::limits::{MAX_PALETTE_D, MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
+pub use hhtld_format::ElemType;
+
+pub use elem::{round_to_elem, to_le_bytes};
+pub use encode::{encode_group, reconstruct, GroupDecoder};
+pub use error::CodecError;
+pub use kmeans::KmeansParams;
+pub use pack::pack_stage_row;
+pub use quality::{row_quality, row_rho, Gate, QualityStats};
+
+/// Element type of per-row scales written by [`encode_group`].
+pub const SCALE_ELEM: ElemType = ElemType::F16;
+
+/// What to encode a group with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CodecSpec {
+    /// Palette entry width; 0 means the whole row (`d = n_cols`, a "row
+    /// palette" with one code per row).
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Palette entries wanted, `1..=2^bits`; fewer are used when the data
+    /// has fewer distinct sub-vectors.
+    pub k: usize,
+    /// Residual stages, `1..=MAX_STAGES`.
+    pub stages: usize,
+    /// Divide each row by an f16 scale before quantising, multiply back on
+    /// decode.
+    pub row_scale: bool,
+    /// Add an 8-dim SlotL residual on the group's SVD basis.
+    pub slot_l: bool,
+    /// Element type of the palettes and the basis.
+    pub elem: ElemType,
+    /// k-means tuning.
+    pub kmeans: KmeansParams,
+}
+
+impl CodecSpec {
+    /// Vector quantisation: `stages` residual stages of 256 entries of width
+    /// `d` with 8-bit codes, bf16 palettes, no scale, no SlotL.
+    pub fn vq(d: usize, stages: usize) -> Self {
+        CodecSpec {
+            d,
+            bits: 8,
+            k: 256,
+            stages,
+            row_scale: false,
+            slot_l: false,
+            elem: ElemType::Bf16,
+            kmeans: KmeansParams::default(),
+        }
+    }
+
+    /// Scalar palettes: 16 values, 4-bit codes, `stages` residual stages.
+    pub fn scalar4(stages: usize) -> Self {
+        CodecSpec {
+            d: 1,
+            bits: 4,
+            k: 16,
+            ..Self::vq(1, stages)
+        }
+    }
+
+    /// The original row palette: one 8-bit code per row, 256 whole rows.
+    pub fn row_palette() -> Self {
+        Self::vq(0, 1)
+    }
+
+    /// This spec with row scales on or off.
+    pub fn with_row_scale(self, row_scale: bool) -> Self {
+        CodecSpec { row_scale, ..self }
+    }
+
+    /// This spec with SlotL on or off.
+    pub fn with_slot_l(self, slot_l: bool) -> Self {
+        CodecSpec { slot_l, ..self }
+    }
+
+    /// Checks the fields that do not depend on the data.
+    pub fn check(&self) -> Result<(), CodecError> {
+        if self.bits != 4 && self.bits != 8 {
+            return Err(CodecError::Bits { bits: self.bits });
+        }
+        let max = (1usize << self.bits).min(MAX_PALETTE_K);
+        if self.k == 0 || self.k > max {
+            return Err(CodecError::K {
+                k: self.k,
+                bits: self.bits,
+                max,
+            });
+        }
+        if self.stages == 0 || self.stages > MAX_STAGES {
+            return Err(CodecError::Stages {
+                stages: self.stages,
+                max: MAX_STAGES,
+            });
+        }
+        Ok(())
+    }
+
+    /// The entry width used for rows of `n_cols` columns.
+    pub fn entry_width(&self, n_cols: usize) -> Result<usize, CodecError> {
+        let d = if self.d == 0 { n_cols } else { self.d };
+        if d == 0 || d > n_cols || d > MAX_PALETTE_D {
+            return Err(CodecError::Width {
+                d,
+                n_cols,
+                max: MAX_PALETTE_D,
+            });
+        }
+        Ok(d)
+    }
+}
+
+impl Default for CodecSpec {
+    /// The fidelity profile: d = 4, two stages, row scales.
+    fn default() -> Self {
+        Self::vq(4, 2).with_row_scale(true)
+    }
+}
+
+/// A row-major f32 matrix borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    /// `n_rows * n_cols` values, row-major.
+    pub data: &'a [f32],
+    /// Rows.
+    pub n_rows: usize,
+    /// Columns.
+    pub n_cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// A matrix view; errors when `data` is not `n_rows * n_cols` long.
+    pub fn new(data: &'a [f32], n_rows: usize, n_cols: usize) -> Result<Self, CodecError> {
+        if n_rows.checked_mul(n_cols) != Some(data.len()) {
+            return Err(CodecError::DataLen {
+                tensor: 0,
+                n_rows,
+                n_cols,
+                got: data.len(),
+            });
+        }
+        Ok(Matrix {
+            data,
+            n_rows,
+            n_cols,
+        })
+    }
+}
+
+/// One stage's palette.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaletteData {
+    /// Entries in use (`1..=2^bits`).
+    pub k: usize,
+    /// Entry width.
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Stored element type.
+    pub elem: ElemType,
+    /// `k * d` values, entry-major, already rounded to `elem`: the file
+    /// stores exactly these.
+    pub values: Vec<f32>,
+}
+
+impl PaletteData {
+    /// The `2^bits * d` values of the PALETTE section: the entries, then
+    /// zero padding entries.
+    pub fn padded_values(&self) -> Vec<f32> {
+        let mut v = self.values.clone();
+        v.resize((1usize << self.bits) * self.d, 0.0);
+        v
+    }
+
+    /// Bytes of the PALETTE section.
+    pub fn section_bytes(&self) -> Vec<u8> {
+        to_le_bytes(&self.padded_values(), self.elem)
+    }
+
+    /// Length of the PALETTE section in bytes.
+    pub fn section_len(&self) -> usize {
+        (1usize << self.bits) * self.d * self.elem.size()
+    }
+}
+
+/// One tensor's SlotL coefficients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotData {
+    /// Per-row coefficients.
+    pub coef: Vec<[i8; SLOT_L_DIMS]>,
+    /// The tensor's coefficient scale: `max |coefficient| / 127`.
+    pub slot_scale: f32,
+}
+
+/// One tensor of an encoded group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedMatrix {
+    /// Rows.
+    pub n_rows: usize,
+    /// Columns.
+    pub n_cols: usize,
+    /// Per stage, `n_rows * n_sub` codes (unpacked, row-major). Codes are
+    /// `u8` because `MAX_PALETTE_K` is 256: a code can never overflow the
+    /// packing.
+    pub codes: Vec<Vec<u8>>,
+    /// Per-row scales, already rounded to [`SCALE_ELEM`].
+    pub scales: Option<Vec<f32>>,
+    /// SlotL coefficients.
+    pub slot: Option<SlotData>,
+}
+
+impl EncodedMatrix {
+    /// Bytes of the SCALE section ([`SCALE_ELEM`], little-endian).
+    pub fn scale_bytes(&self) -> Option<Vec<u8>> {
+        self.scales.as_ref().map(|s| to_le_bytes(s, SCALE_ELEM))
+    }
+
+    /// Bytes of the SLOT_L section (`n_rows x 8` i8).
+    pub fn slot_bytes(&self) -> Option<Vec<u8>> {
+        self.slot
+            .as_ref()
+            .map(|s| s.coef.iter().flatten().map(|&c| c as u8).collect())
+    }
+}
+
+/// A group of tensors encoded with shared palettes (and basis).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedGroup {
+    /// The spec it was encoded with.
+    pub spec: CodecSpec,
+    /// Shared row width.
+    pub n_cols: usize,
+    /// Effective entry width (`spec.d`, or `n_cols` for a row palette).
+    pub d: usize,
+    /// One palette per stage.
+    pub palettes: Vec<PaletteData>,
+    /// SlotL basis, `8 * n_cols` values row-major, rounded to `spec.elem`.
+    pub basis: Option<Vec<f32>>,
+    /// The tensors, in input order.
+    pub tensors: Vec<EncodedMatrix>,
+}
+
+/// Stored bytes of one tensor, with its even share of the group's shared
+/// sections (spec §8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredSize {
+    /// ENTRY section.
+    pub codes: usize,
+    /// SCALE section.
+    pub scales: usize,
+    /// SLOT_L section.
+    pub slot: usize,
+    /// Share of the PALETTE sections.
+    pub palettes: f64,
+    /// Share of the BASIS section.
+    pub basis: f64,
+    /// The tensor as BF16: `2 * numel`.
+    pub bf16: usize,
+}
+
+impl StoredSize {
+    /// All stored bytes (shares included).
+    pub fn total(&self) -> f64 {
+        (self.codes + self.scales + self.slot) as f64 + self.palettes + self.basis
+    }
+
+    /// BF16 bytes over stored bytes.
+    pub fn ratio(&self) -> f64 {
+        let t = self.total();
+        if t > 0.0 {
+            self.bf16 as f64 / t
+        } else {
+            0.0
+        }
+    }
+}
+
+impl EncodedGroup {
+    /// Bytes per row in the ENTRY section: every stage's packed codes.
+    pub fn row_stride(&self) -> usize {
+        let ns = hhtld_format::decode::n_sub(self.n_cols, self.d);
+        self.palettes
+            .iter()
+            .map(|p| encode::stage_bytes(ns, p.bits))
+            .sum()
+    }
+
+    /// The ENTRY section of tensor `tensor`: each row's stages packed in
+    /// stage order (spec §4).
+    pub fn entry_bytes(&self, tensor: usize) -> Result<Vec<u8>, CodecError> {
+        let m = self.tensors.get(tensor).ok_or(CodecError::TensorIndex {
+            tensor,
+            count: self.tensors.len(),
+        })?;
+        let ns = hhtld_format::decode::n_sub(self.n_cols, self.d);
+        let stride = self.row_stride();
+        let mut out = vec![0u8; m.n_rows * stride];
+        for (r, row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
+            let mut off = 0;
+            for (codes, p) in m.codes.iter().zip(&self.palettes) {
+                let len = encode::stage_bytes(ns, p.bits);
+                pack_stage_row(
+                    &codes[r * ns..r * ns + ns],
+                    p.bits,
+                    &mut row[off..off + len],
+                );
+                off += len;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the BASIS section.
+    pub fn basis_bytes(&self) -> Option<Vec<u8>> {
+        self.basis.as_ref().map(|b| to_le_bytes(b, self.spec.elem))
+    }
+
+    /// Stored bytes of tensor `tensor`, shared sections split evenly over
+    /// the group's tensors.
+    pub fn stored_size(&self, tensor: usize) -> Result<StoredSize, CodecError> {
+        let m = self.tensors.get(tensor).ok_or(CodecError::TensorIndex {
+            tensor,
+            count: self.tensors.len(),
+        })?;
+        let share = self.tensors.len() as f64;
+        let pal: usize = self.palettes.iter().map(|p| p.section_len()).sum();
+        Ok(StoredSize {
+            codes: m.n_rows * self.row_stride(),
+            scales: m.scales.as_ref().map_or(0, |s| s.len() * SCALE_ELEM.size()),
+            slot: m.slot.as_ref().map_or(0, |s| s.coef.len() * SLOT_L_DIMS),
+            palettes: pal as f64 / share,
+            basis: self
+                .basis
+                .as_ref()
+                .map_or(0.0, |b| (b.len() * self.spec.elem.size()) as f64 / share),
+            bf16: 2 * m.n_rows * m.n_cols,
+        })
+    }
+
+    /// A decoder through the format kernel.
+    pub fn decoder(&self) -> GroupDecoder<'_> {
+        GroupDecoder::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

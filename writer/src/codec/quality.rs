@@ -1,0 +1,238 @@
+//! Per-row reconstruction quality and the gates of the two regimes.
+
+use rayon::prelude::*;
+
+use super::error::CodecError;
+use super::Matrix;
+
+/// Quality of a decoded tensor against its original, over every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityStats {
+    /// Median of the per-row rho (mean of the two middle values when the
+    /// row count is even).
+    pub rho_median: f32,
+    /// 5th percentile: the rhos sorted ascending, element
+    /// `floor(0.05 * (n - 1))`.
+    pub rho_p5: f32,
+    /// Smallest per-row rho.
+    pub rho_min: f32,
+    /// `||X - X̂||_F / ||X||_F`, or 0 when `||X||_F = 0`.
+    pub rel_fro: f32,
+    /// Per-row rho, in row order.
+    pub rhos: Vec<f32>,
+}
+
+/// Pearson correlation of one row with its reconstruction, computed in f64.
+///
+/// A constant original row (zero variance) has no correlation; it counts
+/// 1.0 when the decoded row equals it exactly and 0.0 otherwise. A varying
+/// original decoded as a constant row counts 0.0.
+pub fn row_rho(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    if n == 0 {
+        return 1.0;
+    }
+    let mx = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let my = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0f64, 0f64, 0f64);
+    for (&a, &b) in x.iter().zip(y) {
+        let (a, b) = (a as f64 - mx, b as f64 - my);
+        sxy += a * b;
+        sxx += a * a;
+        syy += b * b;
+    }
+    if sxx == 0.0 {
+        return if x == y { 1.0 } else { 0.0 };
+    }
+    if syy == 0.0 {
+        return 0.0;
+    }
+    (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0) as f32
+}
+
+/// Per-row quality of `decoded` (row-major, same shape as `original`).
+///
+/// A tensor with no rows gives rho 1.0 everywhere and `rel_fro` 0: there is
+/// nothing to get wrong.
+pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStats, CodecError> {
+    let expected = original
+        .n_rows
+        .checked_mul(original.n_cols)
+        .filter(|&e| e == original.data.len())
+        .ok_or(CodecError::DataLen {
+            tensor: 0,
+            n_rows: original.n_rows,
+            n_cols: original.n_cols,
+            got: original.data.len(),
+        })?;
+    if decoded.len() != expected {
+        return Err(CodecError::BufferLen {
+            expected,
+            got: decoded.len(),
+        });
+    }
+    if original.n_rows == 0 || original.n_cols == 0 {
+        return Ok(QualityStats {
+            rho_median: 1.0,
+            rho_p5: 1.0,
+            rho_min: 1.0,
+            rel_fro: 0.0,
+            rhos: vec![1.0; original.n_rows],
+        });
+    }
+    let n = original.n_cols;
+    let per_row: Vec<(f32, f64, f64)> = original
+        .data
+        .par_chunks(n)
+        .zip(decoded.par_chunks(n))
+        .map(|(x, y)| {
+            let err: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
+            let tot: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
+            (row_rho(x, y), err, tot)
+        })
+        .collect();
+    let rhos: Vec<f32> = per_row.iter().map(|r| r.0).collect();
+    let err: f64 = per_row.iter().map(|r| r.1).sum();
+    let tot: f64 = per_row.iter().map(|r| r.2).sum();
+    let mut sorted = rhos.clone();
+    sorted.sort_by(f32::total_cmp);
+    let m = sorted.len();
+    let rho_median = if m % 2 == 1 {
+        sorted[m / 2]
+    } else {
+        ((sorted[m / 2 - 1] as f64 + sorted[m / 2] as f64) / 2.0) as f32
+    };
+    let rho_p5 = sorted[(0.05 * (m - 1) as f64).floor() as usize];
+    Ok(QualityStats {
+        rho_median,
+        rho_p5,
+        rho_min: sorted[0],
+        rel_fro: if tot > 0.0 {
+            (err / tot).sqrt() as f32
+        } else {
+            0.0
+        },
+        rhos,
+    })
+}
+
+/// A quality gate: a tensor passes when its median and 5th-percentile row
+/// rho both reach these values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Minimum median rho.
+    pub median: f32,
+    /// Minimum 5th-percentile rho.
+    pub p5: f32,
+}
+
+impl Gate {
+    /// Index regime (embeddings, lm_head): rows are used one by one.
+    pub const INDEX: Gate = Gate {
+        median: 0.98,
+        p5: 0.95,
+    };
+    /// Argmax regime (projections).
+    pub const ARGMAX: Gate = Gate {
+        median: 0.95,
+        p5: 0.90,
+    };
+
+    /// Whether `stats` meets both thresholds.
+    pub fn passes(&self, stats: &QualityStats) -> bool {
+        stats.rho_median >= self.median && stats.rho_p5 >= self.p5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(data: &[f32], n_rows: usize, n_cols: usize) -> Matrix<'_> {
+        Matrix {
+            data,
+            n_rows,
+            n_cols,
+        }
+    }
+
+    #[test]
+    fn rho_of_known_pairs() {
+        assert_eq!(row_rho(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]), 1.0);
+        assert_eq!(row_rho(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), -1.0);
+        assert_eq!(row_rho(&[5.0, 5.0], &[5.0, 5.0]), 1.0);
+        assert_eq!(row_rho(&[5.0, 5.0], &[5.0, 5.5]), 0.0);
+        assert_eq!(row_rho(&[1.0, 2.0], &[3.0, 3.0]), 0.0);
+        let r = row_rho(&[1.0, 0.0, 0.0, 0.0], &[1.0, 0.1, 0.0, 0.0]);
+        assert!(r > 0.99 && r < 1.0, "{r}");
+    }
+
+    #[test]
+    fn percentiles_follow_their_definitions() {
+        // 21 rows: row i decoded with a perturbation growing with i.
+        let n_rows = 21;
+        let x: Vec<f32> = (0..n_rows * 4)
+            .map(|i| [1.0, -1.0, 2.0, 0.5][i % 4])
+            .collect();
+        let mut y = x.clone();
+        for r in 0..n_rows {
+            y[r * 4] += r as f32 * 0.1;
+        }
+        let q = row_quality(&m(&x, n_rows, 4), &y).unwrap();
+        let mut s = q.rhos.clone();
+        s.sort_by(f32::total_cmp);
+        assert_eq!(q.rho_median, s[10]);
+        assert_eq!(q.rho_p5, s[1]); // floor(0.05 * 20) = 1
+        assert_eq!(q.rho_min, s[0]);
+        assert_eq!(q.rhos[0], 1.0);
+        assert!(q.rho_min < q.rho_p5 && q.rho_p5 < q.rho_median);
+        let err: f64 = (0..n_rows).map(|r| (r as f64 * 0.1).powi(2)).sum();
+        let tot: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+        assert!((q.rel_fro as f64 - (err / tot).sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn even_row_count_median_is_the_middle_mean() {
+        let x = [1.0f32, 2.0, 3.0, 1.0, 2.0, 3.0];
+        let y = [1.0f32, 2.0, 3.0, 1.0, 3.0, 2.0];
+        let q = row_quality(&m(&x, 2, 3), &y).unwrap();
+        assert_eq!(q.rho_median, ((1.0f64 + 0.5) / 2.0) as f32);
+    }
+
+    #[test]
+    fn empty_and_mismatched_inputs() {
+        let q = row_quality(&m(&[], 0, 7), &[]).unwrap();
+        assert_eq!((q.rho_median, q.rho_p5, q.rel_fro), (1.0, 1.0, 0.0));
+        assert!(q.rhos.is_empty());
+        assert!(matches!(
+            row_quality(&m(&[1.0, 2.0], 1, 2), &[1.0]),
+            Err(CodecError::BufferLen { .. })
+        ));
+        assert!(matches!(
+            row_quality(&m(&[1.0, 2.0], 2, 2), &[1.0, 2.0]),
+            Err(CodecError::DataLen { .. })
+        ));
+        let zero = row_quality(&m(&[0.0, 0.0], 1, 2), &[0.0, 1.0]).unwrap();
+        assert_eq!((zero.rho_median, zero.rel_fro), (0.0, 0.0));
+    }
+
+    #[test]
+    fn gates() {
+        let s = |median, p5| QualityStats {
+            rho_median: median,
+            rho_p5: p5,
+            rho_min: 0.0,
+            rel_fro: 0.0,
+            rhos: vec![],
+        };
+        assert!(Gate::ARGMAX.passes(&s(0.95, 0.90)));
+        assert!(!Gate::ARGMAX.passes(&s(0.949, 0.95)));
+        assert!(!Gate::ARGMAX.passes(&s(0.99, 0.899)));
+        assert!(!Gate::INDEX.passes(&s(0.97, 0.97)));
+        assert!(Gate::INDEX.passes(&s(0.98, 0.95)));
+    }
+}

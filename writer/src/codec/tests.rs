@@ -1,0 +1,480 @@
+//! Tests of group encoding on small synthetic data.
+
+use half::{bf16, f16};
+
+use super::kmeans::SplitMix64;
+use super::*;
+
+fn rand_matrix(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..rows * cols)
+        .map(|_| {
+            // Sum of uniforms: roughly Gaussian, like weights.
+            let s: f64 = (0..4).map(|_| rng.next_f64() - 0.5).sum();
+            s as f32 * 0.1
+        })
+        .collect()
+}
+
+/// Rows built from `distinct` bf16-exact sub-vectors of width `d`.
+fn from_atoms(rows: usize, cols: usize, d: usize, distinct: usize, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    let atoms: Vec<f32> = (0..distinct * d)
+        .map(|_| bf16::from_f32(rng.next_f64() as f32 * 2.0 - 1.0).to_f32())
+        .collect();
+    let mut out = Vec::with_capacity(rows * cols);
+    for _ in 0..rows {
+        for j in 0..cols.div_ceil(d) {
+            let a = rng.below(distinct);
+            let take = d.min(cols - j * d);
+            out.extend_from_slice(&atoms[a * d..a * d + take]);
+        }
+    }
+    out
+}
+
+fn decode_all(g: &EncodedGroup) -> Vec<Vec<f32>> {
+    let dec = g.decoder();
+    (0..g.tensors.len())
+        .map(|t| dec.decode_matrix(t).unwrap())
+        .collect()
+}
+
+/// Decodes tensor `t` from its *section bytes*, by a direct transcription of
+/// the spec's pseudo-code: independent of the kernel and of the encoder.
+fn decode_from_bytes(g: &EncodedGroup, t: usize) -> Vec<f32> {
+    let m = &g.tensors[t];
+    let n = g.n_cols;
+    let entry = g.entry_bytes(t).unwrap();
+    let stride = g.row_stride();
+    assert_eq!(entry.len(), m.n_rows * stride);
+    let elem_at = |bytes: &[u8], elem: ElemType, i: usize| -> f32 {
+        match elem {
+            ElemType::F32 => f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()),
+            ElemType::F16 => f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+            ElemType::Bf16 => bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+        }
+    };
+    let pals: Vec<Vec<u8>> = g.palettes.iter().map(|p| p.section_bytes()).collect();
+    for (p, b) in g.palettes.iter().zip(&pals) {
+        assert_eq!(b.len(), p.section_len());
+    }
+    let scales = m.scale_bytes();
+    let slots = m.slot_bytes();
+    let basis = g.basis_bytes();
+    let mut out = vec![0f32; m.n_rows * n];
+    for r in 0..m.n_rows {
+        for c in 0..n {
+            let mut acc = 0.0f32;
+            let mut off = r * stride;
+            for (p, pb) in g.palettes.iter().zip(&pals) {
+                let ns = n.div_ceil(p.d);
+                let j = c / p.d;
+                let code = if p.bits == 8 {
+                    entry[off + j]
+                } else {
+                    (entry[off + j / 2] >> ((j % 2) * 4)) & 0xF
+                };
+                acc += elem_at(pb, p.elem, code as usize * p.d + c % p.d);
+                off += if p.bits == 8 { ns } else { ns.div_ceil(2) };
+            }
+            if let Some(s) = &scales {
+                acc *= elem_at(s, SCALE_ELEM, r);
+            }
+            if let (Some(sl), Some(b), Some(sd)) = (&slots, &basis, &m.slot) {
+                let mut tt = 0.0f32;
+                for i in 0..8 {
+                    tt += (sl[r * 8 + i] as i8) as f32 * elem_at(b, g.spec.elem, i * n + c);
+                }
+                acc += sd.slot_scale * tt;
+            }
+            out[r * n + c] = acc;
+        }
+    }
+    out
+}
+
+#[test]
+fn few_distinct_sub_vectors_reconstruct_exactly() {
+    for (cols, d) in [(16usize, 4usize), (10, 4), (7, 8 - 1), (9, 2), (5, 1)] {
+        let a = from_atoms(40, cols, d, 12, 1);
+        let b = from_atoms(25, cols, d, 12, 1);
+        let spec = CodecSpec::vq(d, 1);
+        let g = encode_group(
+            &[
+                Matrix::new(&a, 40, cols).unwrap(),
+                Matrix::new(&b, 25, cols).unwrap(),
+            ],
+            &spec,
+        )
+        .unwrap();
+        let dec = decode_all(&g);
+        assert_eq!(dec[0], a, "cols {cols} d {d}");
+        assert_eq!(dec[1], b, "cols {cols} d {d}");
+        assert_eq!(decode_from_bytes(&g, 0), a);
+    }
+}
+
+#[test]
+fn row_palette_is_exact_for_few_distinct_rows_and_shrinks_k() {
+    let cols = 12;
+    let a = from_atoms(30, cols, cols, 5, 2);
+    let g = encode_group(
+        &[Matrix::new(&a, 30, cols).unwrap()],
+        &CodecSpec::row_palette(),
+    )
+    .unwrap();
+    assert_eq!(g.d, cols);
+    assert_eq!(g.palettes[0].k, 5);
+    assert_eq!(g.tensors[0].codes[0].len(), 30);
+    assert_eq!(g.row_stride(), 1);
+    assert_eq!(decode_all(&g)[0], a);
+}
+
+#[test]
+fn encoding_is_deterministic_and_independent_of_thread_count() {
+    let a = rand_matrix(300, 36, 3);
+    let spec = CodecSpec {
+        kmeans: KmeansParams {
+            sample: 2000, // below the 2700 sub-vectors: exercises sampling
+            ..KmeansParams::default()
+        },
+        ..CodecSpec::vq(4, 2).with_row_scale(true).with_slot_l(true)
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &spec).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one, run(3));
+    assert_eq!(
+        one,
+        encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &spec).unwrap()
+    );
+    let other_seed = CodecSpec {
+        kmeans: KmeansParams {
+            seed: 99,
+            ..spec.kmeans
+        },
+        ..spec
+    };
+    assert_ne!(
+        one.palettes,
+        encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &other_seed)
+            .unwrap()
+            .palettes
+    );
+}
+
+#[test]
+fn kernel_decode_matches_the_bytes_for_every_option() {
+    let a = rand_matrix(50, 21, 4);
+    let b = rand_matrix(20, 21, 5);
+    let specs = [
+        CodecSpec::vq(4, 2),
+        CodecSpec::vq(4, 3).with_row_scale(true),
+        CodecSpec::scalar4(2),
+        CodecSpec {
+            d: 3,
+            bits: 4,
+            k: 11,
+            elem: ElemType::F16,
+            ..CodecSpec::vq(3, 2)
+        },
+        CodecSpec {
+            elem: ElemType::F32,
+            ..CodecSpec::row_palette()
+                .with_slot_l(true)
+                .with_row_scale(true)
+        },
+        CodecSpec::vq(8, 1).with_slot_l(true),
+    ];
+    for spec in specs {
+        let g = encode_group(
+            &[
+                Matrix::new(&a, 50, 21).unwrap(),
+                Matrix::new(&b, 20, 21).unwrap(),
+            ],
+            &spec,
+        )
+        .unwrap();
+        let dec = decode_all(&g);
+        for (t, dt) in dec.iter().enumerate() {
+            assert_eq!(*dt, decode_from_bytes(&g, t), "{spec:?}");
+            let mut row = vec![0f32; 21];
+            reconstruct(&g, t, 3, &mut row).unwrap();
+            assert_eq!(row, dt[3 * 21..4 * 21]);
+        }
+        for p in &g.palettes {
+            assert!(p.k <= spec.k && p.values.len() == p.k * p.d);
+            assert!(p.values.iter().all(|&v| round_to_elem(v, spec.elem) == v));
+        }
+    }
+}
+
+#[test]
+fn residual_stages_reduce_the_error() {
+    let a = rand_matrix(200, 32, 6);
+    let m = Matrix::new(&a, 200, 32).unwrap();
+    let mut last = f32::INFINITY;
+    for stages in 1..=3 {
+        let g = encode_group(&[m], &CodecSpec::vq(4, stages)).unwrap();
+        let q = row_quality(&m, &decode_all(&g)[0]).unwrap();
+        assert!(q.rel_fro < last, "stages {stages}: {} !< {last}", q.rel_fro);
+        last = q.rel_fro;
+    }
+    assert!(last < 0.2, "{last}");
+}
+
+#[test]
+fn row_scales_handle_magnitudes_and_zero_rows() {
+    // Rows are one pattern times very different magnitudes, plus a zero row.
+    let pattern: Vec<f32> = (0..8)
+        .map(|i| [1.0, -2.0, 0.5, 3.0][i % 4] * (1 + i) as f32)
+        .collect();
+    let mags = [1e-3f32, 1.0, 50.0, 0.0, 7.0];
+    let a: Vec<f32> = mags
+        .iter()
+        .flat_map(|&s| pattern.iter().map(move |&v| v * s))
+        .collect();
+    let m = Matrix::new(&a, mags.len(), 8).unwrap();
+    let g = encode_group(&[m], &CodecSpec::vq(4, 1).with_row_scale(true)).unwrap();
+    let dec = &decode_all(&g)[0];
+    assert!(dec[3 * 8..4 * 8].iter().all(|&v| v == 0.0));
+    let q = row_quality(&m, dec).unwrap();
+    assert!(q.rho_min > 0.999, "{:?}", q.rhos);
+    let s = g.tensors[0].scales.as_ref().unwrap();
+    assert!(s.iter().all(|&v| f16::from_f32(v).to_f32() == v));
+    assert_eq!(s[3], 0.0);
+}
+
+#[test]
+fn slot_l_captures_a_low_rank_residual() {
+    // A row palette cannot hold 200 random rows; when they are a rank-4
+    // signal, SlotL recovers most of what the palette misses.
+    let (rows, cols) = (200, 32);
+    let mut rng = SplitMix64::new(8);
+    let dirs: Vec<f32> = (0..4 * cols).map(|_| rng.next_f64() as f32 - 0.5).collect();
+    let a: Vec<f32> = (0..rows)
+        .flat_map(|_| {
+            let w: Vec<f32> = (0..4).map(|_| rng.next_f64() as f32 - 0.5).collect();
+            (0..cols)
+                .map(|c| (0..4).map(|i| w[i] * dirs[i * cols + c]).sum::<f32>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let m = Matrix::new(&a, rows, cols).unwrap();
+    let spec = CodecSpec {
+        k: 8,
+        ..CodecSpec::row_palette()
+    };
+    let plain = encode_group(&[m], &spec).unwrap();
+    let slot = encode_group(&[m], &spec.with_slot_l(true)).unwrap();
+    let qp = row_quality(&m, &decode_all(&plain)[0]).unwrap();
+    let qs = row_quality(&m, &decode_all(&slot)[0]).unwrap();
+    assert!(
+        qs.rel_fro < 0.05 && qp.rel_fro > 0.2,
+        "{} {}",
+        qs.rel_fro,
+        qp.rel_fro
+    );
+    let sd = slot.tensors[0].slot.as_ref().unwrap();
+    assert!(sd.coef.iter().flatten().any(|&c| c.unsigned_abs() == 127));
+    assert!(sd.coef.iter().flatten().all(|&c| c != -128));
+    assert_eq!(slot.basis.as_ref().unwrap().len(), 8 * cols);
+    let size = slot.stored_size(0).unwrap();
+    assert_eq!(size.slot, rows * 8);
+    assert_eq!(size.basis, (8 * cols * 2) as f64);
+}
+
+#[test]
+fn one_row_one_column_and_empty_tensors() {
+    let one_col: Vec<f32> = (0..20).map(|i| (i % 5) as f32).collect();
+    let g = encode_group(
+        &[Matrix::new(&one_col, 20, 1).unwrap()],
+        &CodecSpec::row_palette(),
+    )
+    .unwrap();
+    assert_eq!(decode_all(&g)[0], one_col);
+    let one_row = rand_matrix(1, 10, 9);
+    let g = encode_group(
+        &[Matrix::new(&one_row, 1, 10).unwrap()],
+        &CodecSpec::vq(4, 2),
+    )
+    .unwrap();
+    // One row of three sub-vectors: each is its own entry, so exact up to bf16.
+    let dec = &decode_all(&g)[0];
+    for (x, y) in one_row.iter().zip(dec) {
+        assert!((x - y).abs() <= x.abs() * 2e-3 + 1e-6, "{x} {y}");
+    }
+    let none: [f32; 0] = [];
+    let g = encode_group(
+        &[
+            Matrix::new(&none, 0, 6).unwrap(),
+            Matrix::new(&one_row[..6], 1, 6).unwrap(),
+        ],
+        &CodecSpec::vq(3, 2).with_row_scale(true).with_slot_l(true),
+    )
+    .unwrap();
+    assert_eq!(g.tensors[0].n_rows, 0);
+    assert!(g.entry_bytes(0).unwrap().is_empty());
+    assert!(decode_all(&g)[0].is_empty());
+    let only_empty =
+        encode_group(&[Matrix::new(&none, 0, 6).unwrap()], &CodecSpec::vq(3, 2)).unwrap();
+    assert!(only_empty
+        .palettes
+        .iter()
+        .all(|p| p.k == 1 && p.values == vec![0.0; 3]));
+    assert_eq!(
+        encode_group(&[], &CodecSpec::vq(4, 1)),
+        Err(CodecError::EmptyGroup)
+    );
+}
+
+#[test]
+fn bad_specs_and_inputs_are_typed_errors() {
+    let a = rand_matrix(4, 8, 10);
+    let m = Matrix::new(&a, 4, 8).unwrap();
+    let enc = |spec: CodecSpec| encode_group(&[m], &spec);
+    assert!(matches!(
+        enc(CodecSpec {
+            k: 17,
+            ..CodecSpec::scalar4(1)
+        }),
+        Err(CodecError::K { k: 17, .. })
+    ));
+    assert!(matches!(
+        enc(CodecSpec {
+            k: 257,
+            ..CodecSpec::vq(4, 1)
+        }),
+        Err(CodecError::K { .. })
+    ));
+    assert!(matches!(
+        enc(CodecSpec {
+            k: 0,
+            ..CodecSpec::vq(4, 1)
+        }),
+        Err(CodecError::K { .. })
+    ));
+    assert!(matches!(
+        enc(CodecSpec {
+            bits: 6,
+            ..CodecSpec::vq(4, 1)
+        }),
+        Err(CodecError::Bits { bits: 6 })
+    ));
+    assert!(matches!(
+        enc(CodecSpec::vq(9, 1)),
+        Err(CodecError::Width {
+            d: 9,
+            n_cols: 8,
+            ..
+        })
+    ));
+    assert!(matches!(
+        enc(CodecSpec::vq(4, 0)),
+        Err(CodecError::Stages { stages: 0, .. })
+    ));
+    assert!(matches!(
+        enc(CodecSpec::vq(4, 5)),
+        Err(CodecError::Stages { stages: 5, .. })
+    ));
+    let b = rand_matrix(2, 6, 11);
+    assert!(matches!(
+        encode_group(
+            &[
+                m,
+                Matrix {
+                    data: &b,
+                    n_rows: 2,
+                    n_cols: 6
+                }
+            ],
+            &CodecSpec::vq(2, 1)
+        ),
+        Err(CodecError::GroupWidth {
+            tensor: 1,
+            expected: 8,
+            got: 6
+        })
+    ));
+    assert!(matches!(
+        encode_group(
+            &[Matrix {
+                data: &a,
+                n_rows: 3,
+                n_cols: 8
+            }],
+            &CodecSpec::vq(2, 1)
+        ),
+        Err(CodecError::DataLen { tensor: 0, .. })
+    ));
+    assert!(Matrix::new(&a, usize::MAX, 2).is_err());
+    let mut bad = a.clone();
+    bad[2 * 8 + 5] = f32::NAN;
+    assert!(matches!(
+        encode_group(&[m, Matrix::new(&bad, 4, 8).unwrap()], &CodecSpec::vq(2, 1)),
+        Err(CodecError::NonFinite {
+            tensor: 1,
+            row: 2,
+            col: 5,
+            ..
+        })
+    ));
+    let huge: Vec<f32> = a.iter().map(|v| v * 1e7).collect();
+    assert!(matches!(
+        encode_group(
+            &[Matrix::new(&huge, 4, 8).unwrap()],
+            &CodecSpec {
+                elem: ElemType::F16,
+                ..CodecSpec::vq(2, 1)
+            }
+        ),
+        Err(CodecError::ElemOverflow { stage: 0, .. })
+    ));
+    let zero_w: [f32; 0] = [];
+    assert!(matches!(
+        encode_group(&[Matrix::new(&zero_w, 3, 0).unwrap()], &CodecSpec::vq(1, 1)),
+        Err(CodecError::ZeroWidth { tensor: 0 })
+    ));
+    let g = enc(CodecSpec::vq(4, 1)).unwrap();
+    assert!(matches!(
+        reconstruct(&g, 1, 0, &mut [0.0; 8]),
+        Err(CodecError::TensorIndex { .. })
+    ));
+    assert!(matches!(
+        reconstruct(&g, 0, 4, &mut [0.0; 8]),
+        Err(CodecError::RowIndex { .. })
+    ));
+    assert!(matches!(
+        reconstruct(&g, 0, 0, &mut [0.0; 7]),
+        Err(CodecError::BufferLen { .. })
+    ));
+}
+
+#[test]
+fn sizes_count_every_section() {
+    let a = rand_matrix(64, 384 / 8, 12);
+    let b = rand_matrix(32, 384 / 8, 13);
+    let spec = CodecSpec::vq(4, 2).with_row_scale(true);
+    let g = encode_group(
+        &[
+            Matrix::new(&a, 64, 48).unwrap(),
+            Matrix::new(&b, 32, 48).unwrap(),
+        ],
+        &spec,
+    )
+    .unwrap();
+    let s = g.stored_size(1).unwrap();
+    assert_eq!(g.row_stride(), 2 * 12);
+    assert_eq!(s.codes, 32 * 24);
+    assert_eq!(s.scales, 32 * 2);
+    assert_eq!(s.palettes, (2 * 256 * 4 * 2) as f64 / 2.0);
+    assert_eq!(s.bf16, 2 * 32 * 48);
+    assert!((s.ratio() - s.bf16 as f64 / s.total()).abs() < 1e-12);
+    assert_eq!(g.entry_bytes(1).unwrap().len(), s.codes);
+}
