@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use hhtld_format::limits::{MAX_DIMS, MAX_NAME_LEN, MAX_TENSORS};
@@ -78,7 +79,7 @@ pub enum ImportError {
     HeaderTooLarge {
         /// The file.
         path: PathBuf,
-        /// Declared length.
+        /// Declared header length, or the index file's length.
         len: u64,
         /// The limit.
         max: u64,
@@ -574,7 +575,11 @@ impl SafetensorsModel {
             op,
             source,
         };
-        let len = std::fs::metadata(path)
+        // Refuse by size first; then read at most one byte past the cap, so
+        // a file that grows after the check cannot make us allocate more.
+        let file = File::open(path).map_err(|e| io("opening", e))?;
+        let len = file
+            .metadata()
             .map_err(|e| io("reading metadata", e))?
             .len();
         if len > MAX_HEADER_LEN {
@@ -584,7 +589,17 @@ impl SafetensorsModel {
                 max: MAX_HEADER_LEN,
             });
         }
-        let text = std::fs::read(path).map_err(|e| io("reading", e))?;
+        let mut text = Vec::new();
+        file.take(MAX_HEADER_LEN + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| io("reading", e))?;
+        if text.len() as u64 > MAX_HEADER_LEN {
+            return Err(ImportError::HeaderTooLarge {
+                path: path.to_owned(),
+                len: text.len() as u64,
+                max: MAX_HEADER_LEN,
+            });
+        }
         let json: Value = serde_json::from_slice(&text).map_err(|source| ImportError::Json {
             path: path.to_owned(),
             source,

@@ -680,3 +680,38 @@ fn truncation_anywhere_is_an_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn model_is_shareable_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<SafetensorsModel>();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    write_st(&path, &mixed_tensors());
+    let model = SafetensorsModel::open(&path).unwrap();
+    let sums: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["a.f32", "f.3d"]
+            .iter()
+            .map(|n| {
+                let m = &model;
+                s.spawn(move || m.to_f32(n).unwrap().len())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(sums, [15, 24]);
+}
+
+#[test]
+fn oversized_index_is_rejected_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("big.index.json");
+    // A sparse file just over the cap: cheap to create, refused by size.
+    let f = std::fs::File::create(&index).unwrap();
+    f.set_len(hhtld_writer::import::MAX_HEADER_LEN + 1).unwrap();
+    drop(f);
+    match SafetensorsModel::open(&index) {
+        Err(ImportError::HeaderTooLarge { len, max, .. }) => assert!(len > max),
+        other => panic!("expected HeaderTooLarge, got {other:?}"),
+    }
+}
