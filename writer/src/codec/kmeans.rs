@@ -182,12 +182,12 @@ fn assign_soa<const D: usize>(
                     dist[l] += t * t;
                 }
             }
+            // Branch-free select with bit masks, so this vectorises too.
             let base = (b * 8) as u32;
             for l in 0..8 {
-                if dist[l] < best[l] {
-                    best[l] = dist[l];
-                    bi[l] = base + l as u32;
-                }
+                let m = ((dist[l] < best[l]) as u32).wrapping_neg();
+                best[l] = f32::from_bits((best[l].to_bits() & !m) | (dist[l].to_bits() & m));
+                bi[l] = (bi[l] & !m) | ((base + l as u32) & m);
             }
         }
         // Lowest distance, ties to the lowest index: same as a scan in order.
