@@ -8,9 +8,7 @@ use std::io::{self, Cursor, Seek, SeekFrom, Write};
 
 use half::{bf16, f16};
 use hhtld_format::{Dtype, ElemType, Regime, Role, SectionKind};
-use hhtld_writer::builder::{
-    EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
-};
+use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
 use hhtld_writer::error::WriteError;
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
@@ -40,11 +38,23 @@ fn pal_values(k: usize, d: usize, seed: f32) -> Vec<f32> {
 fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
     let p0v = pal_values(5, 3, 0.0);
     let p0 = w
-        .add_palette(PaletteSpec { k: 5, d: 3, bits: 4, elem: ElemType::Bf16, values: &p0v })
+        .add_palette(PaletteSpec {
+            k: 5,
+            d: 3,
+            bits: 4,
+            elem: ElemType::Bf16,
+            values: &p0v,
+        })
         .unwrap();
     let p1v = pal_values(200, 1, 1.0);
     let p1 = w
-        .add_palette(PaletteSpec { k: 200, d: 1, bits: 8, elem: ElemType::F16, values: &p1v })
+        .add_palette(PaletteSpec {
+            k: 200,
+            d: 1,
+            bits: 8,
+            elem: ElemType::F16,
+            values: &p1v,
+        })
         .unwrap();
     w.add_fisher_z(p0).unwrap();
     let mut t1 = vec![0i8; 200 * 200];
@@ -63,10 +73,28 @@ fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
         shape: &[3, 7],
         role: Role::MlpDown,
         regime: Regime::Argmax,
-        stages: &[Stage { palette: p0, codes: &c0 }, Stage { palette: p1, codes: &c1 }],
+        stages: &[
+            Stage {
+                palette: p0,
+                codes: &c0,
+            },
+            Stage {
+                palette: p1,
+                codes: &c1,
+            },
+        ],
         scale: Some((ElemType::Bf16, &[0.5, -1.25, 3.0])),
-        slot_l: Some(SlotL { basis: b, coef: &coef, scale: 0.125 }),
-        quality: Some(Quality { rho_median: 0.99, rho_p5: 0.9, rho_min: -0.5, rel_fro: 0.05 }),
+        slot_l: Some(SlotL {
+            basis: b,
+            coef: &coef,
+            scale: 0.125,
+        }),
+        quality: Some(Quality {
+            rho_median: 0.99,
+            rho_p5: 0.9,
+            rho_min: -0.5,
+            rel_fro: 0.05,
+        }),
     })
     .unwrap();
     w.add_raw_tensor(RawTensor {
@@ -85,7 +113,10 @@ fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
         shape: &[],
         role: Role::Norm,
         regime: Regime::Index,
-        stages: &[Stage { palette: p1, codes: &[199] }],
+        stages: &[Stage {
+            palette: p1,
+            codes: &[199],
+        }],
         scale: None,
         slot_l: None,
         quality: None,
@@ -124,7 +155,7 @@ fn full_file_matches_spec_byte_for_byte() {
     let want0: Vec<f32> = pal_values(5, 3, 0.0)
         .iter()
         .map(|&v| bf16::from_f32(v).to_f32())
-        .chain(std::iter::repeat(0.0).take((16 - 5) * 3))
+        .chain(vec![0.0; (16 - 5) * 3])
         .collect();
     assert_eq!(stored0, want0);
     let p1 = &p.palettes[1];
@@ -140,7 +171,11 @@ fn full_file_matches_spec_byte_for_byte() {
     let (g, table) = fisher_z_table(&want0[..15], 5, 3).unwrap();
     assert_eq!(p.fishers[0].palette, 0);
     assert_eq!(p.fishers[0].gamma, g);
-    let t0: Vec<i8> = p.bytes_of(&f, p.fishers[0].section).iter().map(|&x| x as i8).collect();
+    let t0: Vec<i8> = p
+        .bytes_of(&f, p.fishers[0].section)
+        .iter()
+        .map(|&x| x as i8)
+        .collect();
     assert_eq!(t0, table);
     assert_eq!(p.fishers[1].palette, 1);
     assert_eq!(p.fishers[1].gamma, 0.25);
@@ -148,7 +183,10 @@ fn full_file_matches_spec_byte_for_byte() {
 
     // Basis.
     assert_eq!(p.bases[0].n_cols, 7);
-    assert_eq!(elems(p.bytes_of(&f, p.bases[0].section), 1), pal_values(8, 7, 2.0));
+    assert_eq!(
+        elems(p.bytes_of(&f, p.bases[0].section), 1),
+        pal_values(8, 7, 2.0)
+    );
 
     // Encoded tensor record and its sections.
     let t = p.tensor("enc");
@@ -167,8 +205,14 @@ fn full_file_matches_spec_byte_for_byte() {
     assert_eq!(&entry[0..2], &[0x20, 0x04]);
     assert_eq!(&entry[2..9], &[0, 37, 74, 111, 148, 185, 22]);
     let codes = read_codes(&f, &p, t);
-    assert_eq!(codes[0], (0..9).map(|i| (i * 2 % 5) as u16).collect::<Vec<_>>());
-    assert_eq!(codes[1], (0..21).map(|i| (i * 37 % 200) as u16).collect::<Vec<_>>());
+    assert_eq!(
+        codes[0],
+        (0..9).map(|i| (i * 2 % 5) as u16).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        codes[1],
+        (0..21).map(|i| (i * 37 % 200) as u16).collect::<Vec<_>>()
+    );
     assert_eq!(elems(p.bytes_of(&f, t.scale), 3), vec![0.5, -1.25, 3.0]);
     let slot = p.bytes_of(&f, t.slot_l);
     assert_eq!(&slot[..8], &[1, 0xFE, 3, 0xFC, 5, 0xFA, 7, 0x80]);
@@ -178,7 +222,10 @@ fn full_file_matches_spec_byte_for_byte() {
     // Raw tensors.
     let r = p.tensor("raw.i64");
     assert_eq!((r.dtype, r.encoding, r.regime), (9, 0, 0));
-    assert_eq!(p.bytes_of(&f, r.data), (0u8..32).collect::<Vec<_>>().as_slice());
+    assert_eq!(
+        p.bytes_of(&f, r.data),
+        (0u8..32).collect::<Vec<_>>().as_slice()
+    );
     let e = p.tensor("empty");
     assert_eq!(p.sections[e.data as usize].len, 0);
     let s = p.tensor("scalar");
@@ -187,7 +234,10 @@ fn full_file_matches_spec_byte_for_byte() {
     // Metadata sorted, last value wins.
     assert_eq!(
         p.metadata,
-        vec![("alpha".into(), "first".into()), ("zeta".into(), "replaced".into())]
+        vec![
+            ("alpha".into(), "first".into()),
+            ("zeta".into(), "replaced".into())
+        ]
     );
 
     // Naive decode of a row by hand for one column, against the spec formula.
@@ -260,20 +310,38 @@ fn report_adds_up_and_splits_shared_bytes() {
     let mut w = mem();
     let pv = pal_values(3, 2, 0.0);
     let p = w
-        .add_palette(PaletteSpec { k: 3, d: 2, bits: 4, elem: ElemType::F32, values: &pv })
+        .add_palette(PaletteSpec {
+            k: 3,
+            d: 2,
+            bits: 4,
+            elem: ElemType::F32,
+            values: &pv,
+        })
         .unwrap();
     w.add_fisher_z(p).unwrap();
     let _unused = w
-        .add_palette(PaletteSpec { k: 1, d: 1, bits: 4, elem: ElemType::F16, values: &[1.0] })
+        .add_palette(PaletteSpec {
+            k: 1,
+            d: 1,
+            bits: 4,
+            elem: ElemType::F16,
+            values: &[1.0],
+        })
         .unwrap();
-    for (i, regime) in [Regime::Index, Regime::Argmax, Regime::Argmax].into_iter().enumerate() {
+    for (i, regime) in [Regime::Index, Regime::Argmax, Regime::Argmax]
+        .into_iter()
+        .enumerate()
+    {
         w.add_encoded_tensor(EncodedTensor {
             name: &format!("t{i}"),
             dtype: Dtype::F32,
             shape: &[4, 4],
             role: Role::AttnQ,
             regime,
-            stages: &[Stage { palette: p, codes: &[0, 1, 2, 0, 1, 2, 0, 1] }],
+            stages: &[Stage {
+                palette: p,
+                codes: &[0, 1, 2, 0, 1, 2, 0, 1],
+            }],
             scale: None,
             slot_l: None,
             quality: None,
@@ -301,7 +369,12 @@ fn report_adds_up_and_splits_shared_bytes() {
     assert_eq!(rep.table_bytes, table as u64);
     assert_eq!(rep.padding_bytes as usize, f.len() - 64 - table - payload);
     for k in SectionKind::ALL {
-        let want: usize = p.sections.iter().filter(|s| s.kind == k.to_raw()).map(|s| s.len).sum();
+        let want: usize = p
+            .sections
+            .iter()
+            .filter(|s| s.kind == k.to_raw())
+            .map(|s| s.len)
+            .sum();
         assert_eq!(rep.kind_bytes(*k), want as u64, "{k}");
     }
 
@@ -313,15 +386,23 @@ fn report_adds_up_and_splits_shared_bytes() {
     // 128 = 42*3 + 2 and 9 = 3*3: the first two get an extra byte.
     assert_eq!(shares, vec![43 + 3, 43 + 3, 42 + 3]);
     for t in &rep.tensors[..3] {
-        assert_eq!(t.own_bytes, 4 * 1); // 4 rows x ceil(2*4/8)
+        // 4 rows x ceil(2 sub-vectors x 4 bits / 8) = 4 bytes.
+        assert_eq!(t.own_bytes, 4);
         assert_eq!(t.bf16_bytes(), 32);
     }
     assert_eq!(rep.tensors[3].own_bytes, 40);
     assert_eq!(rep.tensors[3].shared_bytes, 0);
     assert_eq!(rep.unused_shared, 16 * 2); // the unused f16 palette
-    let argmax = rep.by_regime.iter().find(|r| r.regime == Regime::Argmax).unwrap();
+    let argmax = rep
+        .by_regime
+        .iter()
+        .find(|r| r.regime == Regime::Argmax)
+        .unwrap();
     assert_eq!(argmax.tensors, 2);
-    assert_eq!(argmax.bytes, rep.tensors[1].bytes() + rep.tensors[2].bytes());
+    assert_eq!(
+        argmax.bytes,
+        rep.tensors[1].bytes() + rep.tensors[2].bytes()
+    );
     assert_eq!(argmax.bf16_bytes(), 64);
 
     // JSON carries the same numbers; the table renders every tensor.
@@ -352,14 +433,32 @@ fn rejected_object_leaves_the_writer_unchanged() {
         .unwrap();
     }
     // `a` also sees rejected calls of every kind; the files must be equal.
-    let bad_pal = PaletteSpec { k: 2, d: 1, bits: 4, elem: ElemType::F32, values: &[1.0, f32::NAN] };
+    let bad_pal = PaletteSpec {
+        k: 2,
+        d: 1,
+        bits: 4,
+        elem: ElemType::F32,
+        values: &[1.0, f32::NAN],
+    };
     assert!(a.add_palette(bad_pal).is_err());
     assert!(a.add_basis(2, ElemType::F32, &[0.0; 3]).is_err());
     let p = a
-        .add_palette(PaletteSpec { k: 2, d: 1, bits: 4, elem: ElemType::F32, values: &[1.0, 2.0] })
+        .add_palette(PaletteSpec {
+            k: 2,
+            d: 1,
+            bits: 4,
+            elem: ElemType::F32,
+            values: &[1.0, 2.0],
+        })
         .unwrap();
-    b.add_palette(PaletteSpec { k: 2, d: 1, bits: 4, elem: ElemType::F32, values: &[1.0, 2.0] })
-        .unwrap();
+    b.add_palette(PaletteSpec {
+        k: 2,
+        d: 1,
+        bits: 4,
+        elem: ElemType::F32,
+        values: &[1.0, 2.0],
+    })
+    .unwrap();
     assert!(a
         .add_encoded_tensor(EncodedTensor {
             name: "bad",
@@ -367,7 +466,10 @@ fn rejected_object_leaves_the_writer_unchanged() {
             shape: &[1, 2],
             role: Role::Other,
             regime: Regime::Index,
-            stages: &[Stage { palette: p, codes: &[0, 2] }],
+            stages: &[Stage {
+                palette: p,
+                codes: &[0, 2]
+            }],
             scale: None,
             slot_l: None,
             quality: None,
@@ -414,7 +516,11 @@ impl Seek for Failing {
 
 #[test]
 fn io_error_poisons_the_writer() {
-    let mut w = Writer::new(Failing { inner: Cursor::new(Vec::new()), ok: 1000 }).unwrap();
+    let mut w = Writer::new(Failing {
+        inner: Cursor::new(Vec::new()),
+        ok: 1000,
+    })
+    .unwrap();
     let big = vec![7u8; 1 << 17];
     let e = w
         .add_raw_tensor(RawTensor {
@@ -434,7 +540,11 @@ fn io_error_poisons_the_writer() {
 
 #[test]
 fn io_error_at_finish_is_reported() {
-    let mut w = Writer::new(Failing { inner: Cursor::new(Vec::new()), ok: 200 }).unwrap();
+    let mut w = Writer::new(Failing {
+        inner: Cursor::new(Vec::new()),
+        ok: 200,
+    })
+    .unwrap();
     w.add_raw_tensor(RawTensor {
         name: "x",
         dtype: Dtype::U8,
@@ -509,7 +619,11 @@ fn failed_write_leaves_no_file_behind() {
         // Dropped here without finish.
     }
     assert!(!dest.exists());
-    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+    assert!(
+        dir_entries(dir.path()).is_empty(),
+        "{:?}",
+        dir_entries(dir.path())
+    );
 }
 
 #[test]
@@ -530,10 +644,16 @@ fn finish_replaces_an_existing_file_only_at_the_end() {
 
 #[test]
 fn create_rejects_a_path_without_file_name() {
-    assert!(matches!(Writer::create("/"), Err(WriteError::BadPath { .. })));
+    assert!(matches!(
+        Writer::create("/"),
+        Err(WriteError::BadPath { .. })
+    ));
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no/such/dir/f.hhtld");
-    assert!(matches!(Writer::create(missing), Err(WriteError::Io { .. })));
+    assert!(matches!(
+        Writer::create(missing),
+        Err(WriteError::Io { .. })
+    ));
 }
 
 #[test]
@@ -541,7 +661,13 @@ fn max_k_palette_and_code_255_round_trip() {
     let mut w = mem();
     let v: Vec<f32> = (0..256).map(|i| i as f32).collect();
     let p = w
-        .add_palette(PaletteSpec { k: 256, d: 1, bits: 8, elem: ElemType::F32, values: &v })
+        .add_palette(PaletteSpec {
+            k: 256,
+            d: 1,
+            bits: 8,
+            elem: ElemType::F32,
+            values: &v,
+        })
         .unwrap();
     w.add_fisher_z(p).unwrap();
     let codes: Vec<u16> = (0..256).rev().collect();
@@ -551,7 +677,10 @@ fn max_k_palette_and_code_255_round_trip() {
         shape: &[2, 128],
         role: Role::LmHead,
         regime: Regime::Index,
-        stages: &[Stage { palette: p, codes: &codes }],
+        stages: &[Stage {
+            palette: p,
+            codes: &codes,
+        }],
         scale: None,
         slot_l: None,
         quality: None,

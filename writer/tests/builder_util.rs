@@ -24,9 +24,18 @@ fn align64(x: usize) -> usize {
 /// Elements of type `elem` (1 f32, 2 f16, 3 bf16) converted to f32.
 pub fn elems(b: &[u8], elem: u8) -> Vec<f32> {
     match elem {
-        1 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-        2 => b.chunks_exact(2).map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
-        3 => b.chunks_exact(2).map(|c| bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        1 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        2 => b
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+            .collect(),
+        3 => b
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+            .collect(),
         e => panic!("bad elem {e}"),
     }
 }
@@ -86,7 +95,10 @@ impl Ten {
         match self.shape.len() {
             0 => (1, 1),
             1 => (1, self.shape[0] as usize),
-            _ => (self.shape[0] as usize, self.shape[1..].iter().product::<u64>() as usize),
+            _ => (
+                self.shape[0] as usize,
+                self.shape[1..].iter().product::<u64>() as usize,
+            ),
         }
     }
 }
@@ -144,9 +156,16 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         assert_eq!(u64_at(b, e + 24), 0, "entry reserved");
         assert_eq!(s.off, expect_off, "section {i} offset");
         assert_eq!(s.off % 64, 0);
-        assert_eq!(crc32fast::hash(&b[s.off..s.off + s.len]), s.crc, "section {i} crc");
+        assert_eq!(
+            crc32fast::hash(&b[s.off..s.off + s.len]),
+            s.crc,
+            "section {i} crc"
+        );
         let end = s.off + s.len;
-        assert!(b[end..align64(end)].iter().all(|&x| x == 0), "padding after {i}");
+        assert!(
+            b[end..align64(end)].iter().all(|&x| x == 0),
+            "padding after {i}"
+        );
         expect_off = align64(end);
         sections.push(s);
     }
@@ -167,7 +186,11 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         u32_at(dir, 12) as usize,
     );
     assert!(dir[16..32].iter().all(|&x| x == 0));
-    assert_eq!(dir.len(), 32 + 32 * (np + nb + nf) + 160 * nt, "directory size");
+    assert_eq!(
+        dir.len(),
+        32 + 32 * (np + nb + nf) + 160 * nt,
+        "directory size"
+    );
     let mut refs = vec![0u32; n];
     let mut reference = |sec: u32, kind: u16| {
         assert_eq!(sections[sec as usize].kind, kind, "section {sec} kind");
@@ -190,7 +213,11 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         assert!(p.d >= 1 && p.d <= 65536);
         reference(p.section, 4);
         let esz = if p.elem == 1 { 4 } else { 2 };
-        assert_eq!(sections[p.section as usize].len, (1 << p.bits) * p.d * esz, "palette len");
+        assert_eq!(
+            sections[p.section as usize].len,
+            (1 << p.bits) * p.d * esz,
+            "palette len"
+        );
         palettes.push(p);
         o += 32;
     }
@@ -223,7 +250,10 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         assert!(f.gamma.is_finite() && f.gamma > 0.0);
         let k = palettes[f.palette as usize].k;
         assert_eq!(sections[f.section as usize].len, k * k);
-        assert!(fishers.iter().all(|g| g.palette != f.palette), "one table per palette");
+        assert!(
+            fishers.iter().all(|g| g.palette != f.palette),
+            "one table per palette"
+        );
         reference(f.section, 6);
         fishers.push(f);
         o += 32;
@@ -232,8 +262,10 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
     for _ in 0..nt {
         let r = &dir[o..o + 160];
         let (off, len) = (u32_at(r, 0) as usize, u32_at(r, 4) as usize);
-        assert!(len >= 1 && len <= 4096);
-        let name = std::str::from_utf8(&strings[off..off + len]).unwrap().to_owned();
+        assert!((1..=4096).contains(&len));
+        let name = std::str::from_utf8(&strings[off..off + len])
+            .unwrap()
+            .to_owned();
         assert!(tensors.iter().all(|t| t.name != name), "unique names");
         let ndims = r[9] as usize;
         assert!(ndims <= 8);
@@ -258,7 +290,12 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
             basis: u32_at(r, 92),
             stages: stages[..n_stages].to_vec(),
             slot_scale: f32_at(r, 112),
-            quality: [f32_at(r, 116), f32_at(r, 120), f32_at(r, 124), f32_at(r, 128)],
+            quality: [
+                f32_at(r, 116),
+                f32_at(r, 120),
+                f32_at(r, 124),
+                f32_at(r, 128),
+            ],
         };
         let (n_rows, n_cols) = t.n_rows_cols();
         let dsize = [0, 1, 1, 1, 2, 2, 4, 1, 4, 8, 8, 2, 2, 4, 8, 1][t.dtype as usize];
@@ -322,10 +359,14 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         let mut o = 0;
         while o < m.len() {
             let kl = u32_at(m, o) as usize;
-            let k = std::str::from_utf8(&m[o + 4..o + 4 + kl]).unwrap().to_owned();
+            let k = std::str::from_utf8(&m[o + 4..o + 4 + kl])
+                .unwrap()
+                .to_owned();
             o += 4 + kl;
             let vl = u32_at(m, o) as usize;
-            let v = std::str::from_utf8(&m[o + 4..o + 4 + vl]).unwrap().to_owned();
+            let v = std::str::from_utf8(&m[o + 4..o + 4 + vl])
+                .unwrap()
+                .to_owned();
             o += 4 + vl;
             if let Some((prev, _)) = metadata.last() {
                 assert!(prev < &k, "keys strictly increasing");
