@@ -6,7 +6,11 @@
 
 pub mod decode;
 pub mod enums;
+pub mod error;
 pub mod layout;
 pub mod limits;
+pub mod validate;
 
 pub use enums::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};
+pub use error::FormatError;
+pub use validate::{parse, Layout};
