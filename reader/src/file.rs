@@ -1,0 +1,120 @@
+//! Owning handles: a memory-mapped file or a 64-byte-aligned copy.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hhtld_format::{parse, Layout};
+use memmap2::Mmap;
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use crate::{Hhtld, ReaderError};
+
+/// 64 bytes at a 64-byte-aligned address: the unit of owned storage, so
+/// every section start (a multiple of 64 in the file) is 64-aligned in memory.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+enum Storage {
+    Mmap(Mmap),
+    Owned { blocks: Vec<Block>, len: usize },
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mmap(m) => m,
+            // `len <= 64 x blocks.len()` by construction.
+            Storage::Owned { blocks, len } => blocks.as_bytes().get(..*len).unwrap_or(&[]),
+        }
+    }
+}
+
+/// An open, validated hhtld file. Opening checks the header, table, padding
+/// and directory (spec §7) in time proportional to the directory; tensor
+/// data is only touched when read or verified.
+pub struct HhtldFile {
+    storage: Storage,
+    layout: Arc<Layout>,
+    path: Option<PathBuf>,
+}
+
+impl HhtldFile {
+    /// Memory-maps `path` read-only and validates it.
+    pub fn open(path: impl AsRef<Path>) -> Result<HhtldFile, ReaderError> {
+        let path = path.as_ref();
+        let io = |source| ReaderError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and private to this handle, but the
+        // file itself can still be truncated or rewritten by another process
+        // while mapped. Truncation makes later reads fault (SIGBUS) and a
+        // rewrite makes the bytes change under the views; neither can be
+        // prevented by a reader. Like every mmap-based reader we require that
+        // files are not modified while open (writers replace files
+        // atomically via rename, which leaves this mapping on the old inode).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let layout = parse(&map)?;
+        Ok(HhtldFile {
+            storage: Storage::Mmap(map),
+            layout: Arc::new(layout),
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Copies `bytes` into 64-byte-aligned memory and validates it.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<HhtldFile, ReaderError> {
+        Self::copy_from_slice(&bytes)
+    }
+
+    /// Copies `bytes` into 64-byte-aligned memory and validates it.
+    pub fn copy_from_slice(bytes: &[u8]) -> Result<HhtldFile, ReaderError> {
+        let mut blocks = vec![Block::new_zeroed(); bytes.len().div_ceil(64)];
+        if let Some(dst) = blocks.as_mut_bytes().get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        let storage = Storage::Owned {
+            blocks,
+            len: bytes.len(),
+        };
+        let layout = parse(storage.bytes())?;
+        Ok(HhtldFile {
+            storage,
+            layout: Arc::new(layout),
+            path: None,
+        })
+    }
+
+    /// A borrowed view for reading tensors, palettes and metadata.
+    pub fn view(&self) -> Hhtld<'_> {
+        Hhtld::with_layout(self.storage.bytes(), Arc::clone(&self.layout))
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The path given to [`HhtldFile::open`], if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl core::fmt::Debug for HhtldFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HhtldFile")
+            .field("path", &self.path)
+            .field("len", &self.storage.bytes().len())
+            .field("tensors", &self.layout.tensors.len())
+            .finish()
+    }
+}

@@ -1,0 +1,495 @@
+//! [`TensorView`] and [`RowView`]: zero-copy access to one tensor's codes,
+//! scales, SlotL coefficients and raw bytes, and decoding to f32.
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use hhtld_format::decode::{decode_row, n_sub, unpack_code, ElemSlice, SlotRow, StageRow};
+use hhtld_format::error::TensorId;
+use hhtld_format::limits::{MAX_STAGES, SLOT_L_DIMS};
+use hhtld_format::validate::{Quality, Stage, Tensor};
+use hhtld_format::{Dtype, ElemType, Encoding, Layout, Regime, Role};
+use rayon::prelude::*;
+use zerocopy::{FromBytes, Immutable, KnownLayout};
+
+use crate::view::{basis_view, palette_view, PaletteView};
+use crate::ReaderError;
+
+/// Tensors with at least this many elements decode on several threads.
+const PAR_MIN_ELEMS: usize = 1 << 16;
+/// Elements per rayon task when decoding in parallel.
+const PAR_TASK_ELEMS: usize = 1 << 14;
+
+/// One tensor of a file. Holds the file's bytes and a shared layout; making
+/// one allocates nothing.
+#[derive(Clone)]
+pub struct TensorView<'a> {
+    bytes: &'a [u8],
+    layout: Arc<Layout>,
+    index: usize,
+}
+
+impl core::fmt::Debug for TensorView<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = self.t();
+        f.debug_struct("TensorView")
+            .field("index", &self.index)
+            .field("name", &self.name())
+            .field("dtype", &t.dtype)
+            .field("shape", &t.dims())
+            .field("encoding", &t.encoding)
+            .finish()
+    }
+}
+
+/// Reads element `i` of a little-endian array of `elem` at any alignment.
+fn read_elem(bytes: &[u8], elem: ElemType, i: usize) -> Option<f32> {
+    let n = elem.size();
+    let b = bytes.get(i.checked_mul(n)?..i.checked_mul(n)?.checked_add(n)?)?;
+    Some(match elem {
+        ElemType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        ElemType::F16 => f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        ElemType::Bf16 => bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+    })
+}
+
+/// Row `r`'s 8 SlotL coefficients from a SLOT_L section (i8: no alignment needed).
+fn slot_coef(slot_l: &[u8], r: usize) -> Option<&[i8; SLOT_L_DIMS]> {
+    let start = r.checked_mul(SLOT_L_DIMS)?;
+    let b = slot_l.get(start..start.checked_add(SLOT_L_DIMS)?)?;
+    <[i8; SLOT_L_DIMS]>::ref_from_bytes(b).ok()
+}
+
+/// Everything needed to decode rows, with typed slices resolved once.
+struct Decoder<'a> {
+    data: &'a [u8],
+    stride: usize,
+    stages: [(Stage, ElemSlice<'a>); MAX_STAGES],
+    n_stages: usize,
+    scale: Option<(&'a [u8], ElemType)>,
+    slot: Option<(&'a [u8], ElemSlice<'a>, f32)>,
+}
+
+impl<'a> Decoder<'a> {
+    fn row(&self, r: usize, out: &mut [f32]) -> Result<(), hhtld_format::decode::KernelError> {
+        let start = r * self.stride;
+        let codes = self.data.get(start..start + self.stride).unwrap_or(&[]);
+        let mut rows: [StageRow<'a>; MAX_STAGES] = [StageRow {
+            palette: ElemSlice::F32(&[]),
+            d: 1,
+            bits: 8,
+            codes: &[],
+        }; MAX_STAGES];
+        for (dst, (st, pal)) in rows.iter_mut().zip(&self.stages[..self.n_stages]) {
+            *dst = StageRow {
+                palette: *pal,
+                d: st.d,
+                bits: st.bits,
+                codes: codes
+                    .get(st.code_offset..st.code_offset + st.cb)
+                    .unwrap_or(&[]),
+            };
+        }
+        let scale = self.scale.and_then(|(b, e)| read_elem(b, e, r));
+        let coef = self.slot.and_then(|(b, ..)| slot_coef(b, r));
+        let slot = match (&self.slot, coef) {
+            (Some((_, basis, slot_scale)), Some(coef)) => Some(SlotRow {
+                coef,
+                basis: *basis,
+                slot_scale: *slot_scale,
+            }),
+            _ => None,
+        };
+        decode_row(&rows[..self.n_stages], scale, slot.as_ref(), out)
+    }
+}
+
+impl<'a> TensorView<'a> {
+    pub(crate) fn new(bytes: &'a [u8], layout: Arc<Layout>, index: usize) -> Self {
+        TensorView {
+            bytes,
+            layout,
+            index,
+        }
+    }
+
+    fn t(&self) -> &Tensor {
+        // `index` was checked against the tensor count when the view was made.
+        &self.layout.tensors[self.index]
+    }
+
+    fn id(&self) -> TensorId {
+        TensorId {
+            index: self.index as u32,
+            name: Some(self.name().to_owned()),
+        }
+    }
+
+    fn section_bytes(&self, range: core::ops::Range<usize>) -> &'a [u8] {
+        // Ranges were checked to lie inside the file at parse.
+        self.bytes.get(range).unwrap_or(&[])
+    }
+
+    /// Index in the directory.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    /// The tensor's name.
+    pub fn name(&self) -> &'a str {
+        self.layout
+            .tensor_name(self.bytes, self.index)
+            .unwrap_or("")
+    }
+    /// The original dtype.
+    pub fn dtype(&self) -> Dtype {
+        self.t().dtype
+    }
+    /// The shape, `ndims` entries.
+    pub fn shape(&self) -> &[u64] {
+        self.t().dims()
+    }
+    /// Number of dimensions.
+    pub fn ndims(&self) -> usize {
+        usize::from(self.t().ndims)
+    }
+    /// Role in the model.
+    pub fn role(&self) -> Role {
+        self.t().role
+    }
+    /// Quality regime.
+    pub fn regime(&self) -> Regime {
+        self.t().regime
+    }
+    /// RAW or PALETTE.
+    pub fn encoding(&self) -> Encoding {
+        self.t().encoding
+    }
+    /// Rows of the matrix view (spec §4 "Shape").
+    pub fn n_rows(&self) -> usize {
+        self.t().n_rows
+    }
+    /// Columns of the matrix view.
+    pub fn n_cols(&self) -> usize {
+        self.t().n_cols
+    }
+    /// `n_rows x n_cols`.
+    pub fn numel(&self) -> usize {
+        self.t().numel
+    }
+    /// Stored reconstruction quality, when present.
+    pub fn quality(&self) -> Option<Quality> {
+        self.t().quality
+    }
+    /// The stages (palette index, width, code offset and bytes per row); empty for RAW.
+    pub fn stages(&self) -> &[Stage] {
+        self.t().stages()
+    }
+    /// The palette of stage `s`.
+    pub fn stage_palette(&self, s: usize) -> Result<PaletteView<'a>, ReaderError> {
+        let st = self.stages().get(s).ok_or(ReaderError::IndexOutOfRange {
+            what: "stage",
+            index: s,
+            count: self.stages().len(),
+        })?;
+        palette_view(self.bytes, &self.layout, st.palette as usize)
+    }
+    /// Code bytes per row over all stages (0 for RAW).
+    pub fn stride(&self) -> usize {
+        self.t().stride
+    }
+    /// Index of the SlotL basis, when the tensor has a SlotL residual.
+    pub fn basis_index(&self) -> Option<usize> {
+        self.t().slot.as_ref().map(|s| s.basis as usize)
+    }
+    /// The layout record.
+    pub fn record(&self) -> &Tensor {
+        self.t()
+    }
+
+    /// Row `r`'s codes, scale and SlotL coefficients (PALETTE tensors).
+    pub fn row(&self, r: usize) -> Result<RowView<'a>, ReaderError> {
+        let t = self.t();
+        if t.encoding != Encoding::Palette {
+            return Err(ReaderError::NotPalette { tensor: self.id() });
+        }
+        if r >= t.n_rows {
+            return Err(ReaderError::RowOutOfRange {
+                tensor: self.id(),
+                row: r,
+                n_rows: t.n_rows,
+            });
+        }
+        let mut stages = [Stage::default(); MAX_STAGES];
+        stages[..t.stages().len()].copy_from_slice(t.stages());
+        let start = r * t.stride;
+        let codes = self.section_bytes(t.data.clone());
+        Ok(RowView {
+            codes: codes.get(start..start + t.stride).unwrap_or(&[]),
+            stages,
+            n_stages: t.stages().len(),
+            scale: t
+                .scale
+                .as_ref()
+                .and_then(|s| read_elem(self.section_bytes(s.range.clone()), s.elem, r)),
+            slot_l: t
+                .slot
+                .as_ref()
+                .and_then(|s| slot_coef(self.section_bytes(s.range.clone()), r)),
+            n_cols: t.n_cols,
+        })
+    }
+
+    /// The bytes of a RAW tensor as stored (row-major, original dtype); `None` for PALETTE.
+    pub fn raw_bytes(&self) -> Option<&'a [u8]> {
+        let t = self.t();
+        (t.encoding == Encoding::Raw).then(|| self.section_bytes(t.data.clone()))
+    }
+
+    /// A RAW tensor's elements as `T`, which must be the Rust type of the
+    /// dtype: `f32` (F32), `f64` (F64), `half::f16` (F16), `half::bf16`
+    /// (BF16), `i8`/`u8` (I8, U8, BOOL, F8_*), `i16`/`u16`, `i32`/`u32`,
+    /// `i64`/`u64`. Only the element size is checked, so e.g. `u32` over F32
+    /// data reinterprets the bits. Values are little-endian, as on every host
+    /// this crate builds for.
+    pub fn raw_slice<T: FromBytes + Immutable + KnownLayout>(
+        &self,
+    ) -> Result<&'a [T], ReaderError> {
+        let t = self.t();
+        let raw = self
+            .raw_bytes()
+            .ok_or_else(|| ReaderError::NotRaw { tensor: self.id() })?;
+        let size = core::mem::size_of::<T>();
+        if size != t.dtype.size() {
+            return Err(ReaderError::WrongType {
+                tensor: self.id(),
+                dtype: t.dtype,
+                dtype_size: t.dtype.size(),
+                type_size: size,
+            });
+        }
+        <[T]>::ref_from_bytes(raw).map_err(|_| ReaderError::Misaligned {
+            what: "raw tensor",
+            offset: t.data.start,
+            align: core::mem::align_of::<T>(),
+        })
+    }
+
+    fn decoder(&self) -> Result<Decoder<'a>, ReaderError> {
+        let t = self.t();
+        let mut stages = [(Stage::default(), ElemSlice::F32(&[])); MAX_STAGES];
+        for (dst, st) in stages.iter_mut().zip(t.stages()) {
+            let p = palette_view(self.bytes, &self.layout, st.palette as usize)?;
+            *dst = (*st, p.entries());
+        }
+        let slot = match &t.slot {
+            Some(s) => {
+                let b = basis_view(self.bytes, &self.layout, s.basis as usize)?;
+                Some((self.section_bytes(s.range.clone()), b.data(), s.slot_scale))
+            }
+            None => None,
+        };
+        Ok(Decoder {
+            data: self.section_bytes(t.data.clone()),
+            stride: t.stride,
+            stages,
+            n_stages: t.stages().len(),
+            scale: t
+                .scale
+                .as_ref()
+                .map(|s| (self.section_bytes(s.range.clone()), s.elem)),
+            slot,
+        })
+    }
+
+    fn check_float(&self) -> Result<(), ReaderError> {
+        let t = self.t();
+        if t.encoding == Encoding::Raw
+            && !matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::Bf16 | Dtype::F64)
+        {
+            return Err(ReaderError::NotFloat {
+                tensor: self.id(),
+                dtype: t.dtype,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes row `r` into `out` (`out.len() == n_cols`): spec §4 for
+    /// PALETTE tensors, a conversion for RAW F32, F16, BF16 and F64.
+    pub fn decode_row_into(&self, r: usize, out: &mut [f32]) -> Result<(), ReaderError> {
+        let t = self.t();
+        self.check_float()?;
+        if r >= t.n_rows {
+            return Err(ReaderError::RowOutOfRange {
+                tensor: self.id(),
+                row: r,
+                n_rows: t.n_rows,
+            });
+        }
+        if out.len() != t.n_cols {
+            return Err(ReaderError::OutputLen {
+                tensor: self.id(),
+                expected: t.n_cols,
+                got: out.len(),
+            });
+        }
+        match t.encoding {
+            Encoding::Raw => {
+                let size = t.dtype.size();
+                let row_bytes = t.n_cols * size;
+                let data = self.section_bytes(t.data.clone());
+                let b = data.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
+                convert_raw(t.dtype, b, out);
+                Ok(())
+            }
+            Encoding::Palette => {
+                self.decoder()?
+                    .row(r, out)
+                    .map_err(|source| ReaderError::Kernel {
+                        tensor: self.id(),
+                        row: r,
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major.
+    /// Large tensors are decoded on the rayon thread pool.
+    pub fn decode_into(&self, out: &mut [f32]) -> Result<(), ReaderError> {
+        let t = self.t();
+        self.check_float()?;
+        if out.len() != t.numel {
+            return Err(ReaderError::OutputLen {
+                tensor: self.id(),
+                expected: t.numel,
+                got: out.len(),
+            });
+        }
+        if t.numel == 0 {
+            return Ok(());
+        }
+        let parallel = t.numel >= PAR_MIN_ELEMS;
+        let n_cols = t.n_cols;
+        let rows_per_task = (PAR_TASK_ELEMS / n_cols).max(1);
+        match t.encoding {
+            Encoding::Raw => {
+                let data = self.section_bytes(t.data.clone());
+                let size = t.dtype.size();
+                let chunk = rows_per_task * n_cols;
+                if parallel {
+                    out.par_chunks_mut(chunk)
+                        .zip(data.par_chunks(chunk * size))
+                        .for_each(|(o, b)| convert_raw(t.dtype, b, o));
+                } else {
+                    convert_raw(t.dtype, data, out);
+                }
+                Ok(())
+            }
+            Encoding::Palette => {
+                let dec = self.decoder()?;
+                let run =
+                    |(r, row): (usize, &mut [f32])| dec.row(r, row).map_err(|source| (r, source));
+                let res = if parallel {
+                    out.par_chunks_mut(n_cols)
+                        .with_min_len(rows_per_task)
+                        .enumerate()
+                        .try_for_each(run)
+                } else {
+                    out.chunks_mut(n_cols).enumerate().try_for_each(run)
+                };
+                res.map_err(|(row, source)| ReaderError::Kernel {
+                    tensor: self.id(),
+                    row,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Decodes the whole tensor into a new vector.
+    pub fn decode(&self) -> Result<Vec<f32>, ReaderError> {
+        self.check_float()?;
+        let n = self.numel();
+        let mut v = Vec::new();
+        // numel comes from the file; refuse rather than abort when it is too big.
+        v.try_reserve_exact(n).map_err(|_| ReaderError::Alloc {
+            tensor: self.id(),
+            elements: n,
+        })?;
+        v.resize(n, 0.0);
+        self.decode_into(&mut v)?;
+        Ok(v)
+    }
+}
+
+/// Converts little-endian `dtype` elements to f32; `b` holds `out.len()` elements.
+fn convert_raw(dtype: Dtype, b: &[u8], out: &mut [f32]) {
+    match dtype {
+        Dtype::F32 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Dtype::F16 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        Dtype::Bf16 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        Dtype::F64 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(8)) {
+                *o = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32;
+            }
+        }
+        // Callers check the dtype first.
+        _ => {}
+    }
+}
+
+/// One row of a PALETTE tensor, borrowed from the file.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a> {
+    codes: &'a [u8],
+    stages: [Stage; MAX_STAGES],
+    n_stages: usize,
+    scale: Option<f32>,
+    slot_l: Option<&'a [i8; SLOT_L_DIMS]>,
+    n_cols: usize,
+}
+
+impl<'a> RowView<'a> {
+    /// All `stride` code bytes of the row, stage after stage.
+    pub fn all_codes(&self) -> &'a [u8] {
+        self.codes
+    }
+    /// Number of stages.
+    pub fn stage_count(&self) -> usize {
+        self.n_stages
+    }
+    /// Packed code bytes of stage `s`; `None` when `s >= stage_count()`.
+    pub fn codes(&self, s: usize) -> Option<&'a [u8]> {
+        let st = self.stages[..self.n_stages].get(s)?;
+        self.codes.get(st.code_offset..st.code_offset + st.cb)
+    }
+    /// Code `j` of stage `s`, unpacked; `None` when `s` or `j` is out of range.
+    pub fn code(&self, s: usize, j: usize) -> Option<u8> {
+        let st = self.stages[..self.n_stages].get(s)?;
+        if j >= n_sub(self.n_cols, st.d) {
+            return None;
+        }
+        unpack_code(self.codes(s)?, st.bits, j)
+    }
+    /// The row's SlotL coefficients, when the tensor has a SlotL residual.
+    pub fn slot_l(&self) -> Option<&'a [i8; SLOT_L_DIMS]> {
+        self.slot_l
+    }
+    /// The row's scale, when the tensor has per-row scales.
+    pub fn scale(&self) -> Option<f32> {
+        self.scale
+    }
+}
