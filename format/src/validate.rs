@@ -246,8 +246,8 @@ pub struct Layout {
     pub tensors: Vec<Tensor>,
     /// Metadata entries, keys strictly increasing.
     pub metadata_entries: Vec<MetaEntry>,
-    /// Tensor indices sorted by name bytes, for lookup by name.
-    by_name: Vec<u32>,
+    /// `(hash of name, tensor index)`, sorted, for lookup by name.
+    by_name: Vec<(u64, u32)>,
 }
 
 impl Layout {
@@ -258,20 +258,23 @@ impl Layout {
         core::str::from_utf8(bytes.get(t.name.clone())?).ok()
     }
 
-    /// Index of the tensor called `name`: a binary search over the names.
+    /// Index of the tensor called `name`: a binary search over name hashes,
+    /// then a byte comparison.
     pub fn tensor_index(&self, bytes: &[u8], name: &str) -> Option<usize> {
         let key = name.as_bytes();
-        let name_of = |i: u32| {
-            self.tensors
-                .get(i as usize)
-                .and_then(|t| bytes.get(t.name.clone()))
-                .unwrap_or(&[])
-        };
-        let pos = self
+        let h = name_hash(key);
+        let start = self.by_name.partition_point(|&(k, _)| k < h);
+        let run = self
             .by_name
-            .binary_search_by(|&i| name_of(i).cmp(key))
-            .ok()?;
-        self.by_name.get(pos).map(|&i| i as usize)
+            .get(start..)?
+            .iter()
+            .take_while(|&&(k, _)| k == h);
+        run.map(|&(_, i)| i as usize).find(|&i| {
+            self.tensors
+                .get(i)
+                .and_then(|t| bytes.get(t.name.clone()))
+                .is_some_and(|n| n == key)
+        })
     }
 
     /// Metadata entry `i` as `(key, value)`.
@@ -884,19 +887,34 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
         tensors.push(t);
     }
 
-    // R-NAME-DUP: sort indices by name and compare neighbours; no name copies.
+    // R-NAME-DUP: hash every name once, sort the hashes, and compare bytes
+    // only within runs of equal hashes. Names are never copied, and the work
+    // is one pass over the name bytes plus a sort of integers (a sort by the
+    // names themselves costs up to log(n) x MAX_NAME_LEN per name).
     let name_of = |i: u32| &bytes[tensors[i as usize].name.clone()];
-    let mut by_name: Vec<u32> = (0..nt as u32).collect();
-    by_name.sort_unstable_by(|&a, &b| name_of(a).cmp(name_of(b)).then(a.cmp(&b)));
-    let dup = by_name
-        .windows(2)
-        .filter(|w| name_of(w[0]) == name_of(w[1]))
-        .min_by_key(|w| w[1]);
-    if let Some(w) = dup {
+    let mut by_name: Vec<(u64, u32)> = (0..nt as u32).map(|i| (name_hash(name_of(i)), i)).collect();
+    by_name.sort_unstable();
+    let mut dup: Option<(u32, u32)> = None; // (later tensor, first tensor)
+    for run in by_name.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+        for (j, &(_, later)) in run.iter().enumerate() {
+            // The run is in index order, so the first match is the first tensor.
+            let first = run[..j]
+                .iter()
+                .map(|&(_, i)| i)
+                .find(|&i| name_of(i) == name_of(later));
+            if let Some(first) = first {
+                dup = match dup {
+                    Some((t, _)) if t < later => dup,
+                    _ => Some((later, first)),
+                };
+            }
+        }
+    }
+    if let Some((tensor, first)) = dup {
         return Err(FormatError::NameDup {
-            tensor: w[1],
-            first: w[0],
-            name: String::from_utf8_lossy(name_of(w[1])).into_owned(),
+            tensor,
+            first,
+            name: String::from_utf8_lossy(name_of(tensor)).into_owned(),
         });
     }
 
@@ -917,6 +935,14 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
     layout.tensors = tensors;
     layout.by_name = by_name;
     Ok(())
+}
+
+/// Hash of a name for the lookup index (in-memory only, never stored).
+fn name_hash(name: &[u8]) -> u64 {
+    use core::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(name);
+    h.finish()
 }
 
 /// What a tensor record is checked against.

@@ -1059,3 +1059,29 @@ fn every_single_byte_change_is_caught() {
         }
     }
 }
+
+#[test]
+fn name_lookup_and_duplicates_over_many_tensors() {
+    let mut m = Model::new();
+    for i in 0..500u32 {
+        m.raw_tensor(&format!("layer.{i}.w"), Dtype::U8, &[1], vec![i as u8]);
+    }
+    let b = m.build();
+    let l = parse(&b).unwrap();
+    for i in 0..500 {
+        assert_eq!(l.tensor_index(&b, &format!("layer.{i}.w")), Some(i));
+    }
+    assert_eq!(l.tensor_index(&b, "layer.500.w"), None);
+    assert_eq!(l.tensor_index(&b, ""), None);
+
+    // Names x, y, x, y: the first repeat in index order is tensor 2 of tensor 0.
+    let mut m = Model::new();
+    for name in ["x", "y", "x", "y"] {
+        m.raw_tensor(name, Dtype::U8, &[1], vec![0]);
+    }
+    let e = expect("R-NAME-DUP", &m.build());
+    assert!(
+        matches!(&e, FormatError::NameDup { tensor: 2, first: 0, name } if name == "x"),
+        "{e:?}"
+    );
+}
