@@ -1,1 +1,251 @@
-fn main() {}
+//! `hhtld`: inspect, encode, decode and verify hhtld files.
+//!
+//! Exit status: 0 on success, 1 when a quality gate is missed
+//! (`encode --require-gates`, `verify --against`), 2 on any error (bad
+//! file, bad arguments, I/O). Errors are one line on stderr; the tool never
+//! panics on bad input.
+
+mod decode;
+mod encode;
+mod inspect;
+mod verify;
+
+use std::cell::RefCell;
+use std::fmt::Display;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Palette-compressed neural-network weights: inspect, encode, decode, verify.
+#[derive(Parser, Debug)]
+#[command(name = "hhtld", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the version, sections, tensors, palettes and totals of a file.
+    Inspect {
+        /// The .hhtld file.
+        file: PathBuf,
+        /// Also check every section CRC.
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encode a safetensors model (a .safetensors file or a sharded
+    /// model.safetensors.index.json) into an .hhtld file.
+    Encode {
+        /// Input .safetensors or .index.json.
+        input: PathBuf,
+        /// Output .hhtld file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Codec profile.
+        #[arg(long, value_enum, default_value_t = ProfileArg::Fidelity)]
+        profile: ProfileArg,
+        /// Add a FisherZ table for every palette (always on for `hhtl`).
+        #[arg(long)]
+        fisher_z: bool,
+        /// Override a tensor's role: NAME=ROLE (repeatable). Roles:
+        /// token_embedding, position_embedding, lm_head, attn_q, attn_k,
+        /// attn_v, attn_qkv, attn_o, mlp_gate, mlp_up, mlp_down, norm, bias,
+        /// other.
+        #[arg(long = "role", value_name = "NAME=ROLE")]
+        roles: Vec<String>,
+        /// Exit with status 1 if any tensor misses its quality gate.
+        #[arg(long)]
+        require_gates: bool,
+        /// Never fall back to a finer codec on a gate miss (default for
+        /// `hhtl`).
+        #[arg(long, conflicts_with = "fallback")]
+        no_fallback: bool,
+        /// Fall back to finer codecs on a gate miss (default for `fidelity`
+        /// and `compact`).
+        #[arg(long)]
+        fallback: bool,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode an .hhtld file back to safetensors, for loaders that do not
+    /// read hhtld yet.
+    Decode {
+        /// The .hhtld file.
+        file: PathBuf,
+        /// Output .safetensors file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Dtype of the decoded (palette-encoded) tensors; passthrough
+        /// tensors always keep their stored dtype and bytes. Default: each
+        /// tensor's original dtype.
+        #[arg(long, value_enum)]
+        dtype: Option<DtypeArg>,
+    },
+    /// Check every CRC; with --against, recompute every quality gate from
+    /// the original weights.
+    Verify {
+        /// The .hhtld file.
+        file: PathBuf,
+        /// The original .safetensors (or .index.json) to measure against.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ProfileArg {
+    Fidelity,
+    Compact,
+    Hhtl,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DtypeArg {
+    F32,
+    Bf16,
+    F16,
+}
+
+/// How a command ended, when it did not fail outright.
+pub enum Outcome {
+    /// Everything passed.
+    Ok,
+    /// A quality gate was missed.
+    GateMissed,
+}
+
+/// A command failure: printed as one line, exit status 2.
+pub struct Failure(pub String);
+
+impl<E: Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+thread_local! {
+    /// Everything a command prints on stdout, written once at the end so a
+    /// closed pipe (`hhtld inspect F | head`) is an ignored write error, not
+    /// a panic.
+    static OUT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Appends a line to the command's stdout buffer.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::push_out(format!($($arg)*))
+    };
+}
+
+/// Adds one line to the output buffer.
+pub fn push_out(line: String) {
+    OUT.with(|o| {
+        let mut o = o.borrow_mut();
+        o.push_str(&line);
+        o.push('\n');
+    });
+}
+
+fn flush_out() {
+    let text = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away (EPIPE) is not an error of ours.
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
+fn main() -> ExitCode {
+    // Bad input never panics; should a bug do so anyway, the user gets one
+    // line and status 2, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("hhtld: internal error: {info}");
+    }));
+    let code = std::panic::catch_unwind(real_main).unwrap_or(ExitCode::from(2));
+    flush_out();
+    code
+}
+
+fn real_main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.cmd {
+        Command::Inspect { file, verify, json } => inspect::run(&file, verify, json),
+        Command::Encode {
+            input,
+            output,
+            profile,
+            fisher_z,
+            roles,
+            require_gates,
+            no_fallback,
+            fallback,
+            threads,
+            json,
+        } => encode::run(encode::Args {
+            input,
+            output,
+            profile: match profile {
+                ProfileArg::Fidelity => hhtld_writer::pipeline::Profile::Fidelity,
+                ProfileArg::Compact => hhtld_writer::pipeline::Profile::Compact,
+                ProfileArg::Hhtl => hhtld_writer::pipeline::Profile::Hhtl,
+            },
+            fisher_z,
+            roles,
+            require_gates,
+            fallback: if no_fallback {
+                Some(false)
+            } else if fallback {
+                Some(true)
+            } else {
+                None
+            },
+            threads,
+            json,
+        }),
+        Command::Decode {
+            file,
+            output,
+            dtype,
+        } => decode::run(
+            &file,
+            &output,
+            dtype.map(|d| match d {
+                DtypeArg::F32 => hhtld_format::Dtype::F32,
+                DtypeArg::Bf16 => hhtld_format::Dtype::Bf16,
+                DtypeArg::F16 => hhtld_format::Dtype::F16,
+            }),
+        ),
+        Command::Verify {
+            file,
+            against,
+            json,
+        } => verify::run(&file, against.as_deref(), json),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::GateMissed) => ExitCode::from(1),
+        Err(Failure(msg)) => {
+            eprintln!("hhtld: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -41,7 +41,7 @@
 //! # Ok::<(), hhtld_writer::error::WriteError>(())
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{shorten, WriteError};
 use crate::fisher::{check_table, fisher_z_table};
-use crate::report::{KindBytes, RegimeBytes, SizeReport, TensorBytes};
+use crate::report::{Accounting, SectionBytes, SizeReport, TensorAccount};
 
 /// Buffered bytes are handed to the output in chunks of this size.
 const CHUNK: usize = 1 << 16;
@@ -1180,6 +1180,49 @@ impl<W: Write + Seek> Writer<W> {
         self.finish_into_inner().map(|(_, r)| r)
     }
 
+    /// Puts the tensor records in the order `names` gives; tensors not named
+    /// keep their relative order after the named ones. Sections are already
+    /// written and stay where they are: only the directory (what readers
+    /// list and what `decode` emits) is reordered. This lets an encoder
+    /// write shared-palette groups as they finish while the file still lists
+    /// tensors in model order.
+    ///
+    /// An unknown name is a [`WriteError::UnknownTensor`], so a caller's
+    /// bookkeeping error is not silently ignored.
+    pub fn order_tensors_like<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), WriteError> {
+        self.check_usable()?;
+        let rank: HashMap<&str, usize> =
+            names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        let mut keys = Vec::with_capacity(self.tensors.len());
+        for (i, rec) in self.tensors.iter().enumerate() {
+            let off = rec.name_off.get() as usize;
+            let len = rec.name_len.get() as usize;
+            let name = self
+                .strings
+                .get(off..off + len)
+                .and_then(|b| core::str::from_utf8(b).ok())
+                .unwrap_or("");
+            keys.push((rank.get(name).copied().unwrap_or(usize::MAX), i));
+        }
+        if let Some(unknown) = rank.keys().find(|n| !self.names.contains(**n)) {
+            return Err(WriteError::UnknownTensor {
+                name: shorten(unknown),
+            });
+        }
+        keys.sort_unstable();
+        let tensors = keys.iter().map(|&(_, i)| self.tensors[i]).collect();
+        let mut info: Vec<Option<TensorInfo>> = std::mem::take(&mut self.tensor_info)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.tensor_info = keys.iter().filter_map(|&(_, i)| info[i].take()).collect();
+        self.tensors = tensors;
+        Ok(())
+    }
+
     /// Like [`Writer::finish`], also returning the output (positioned at the
     /// end of the file).
     pub fn finish_into_inner(mut self) -> Result<(W, SizeReport), WriteError> {
@@ -1270,108 +1313,53 @@ impl<W: Write + Seek> Writer<W> {
         table_len: u64,
         strings: &[u8],
     ) -> SizeReport {
-        let mut by_kind: Vec<KindBytes> = Vec::new();
-        let mut padding = 0u64;
-        for e in table {
-            let len = e.length.get();
-            let end = e.offset.get() + len;
-            padding += align64(end).unwrap_or(end) - end;
-            let kind = SectionKind::from_raw(e.kind.get()).unwrap_or(SectionKind::Raw);
-            match by_kind.iter_mut().find(|k| k.kind == kind) {
-                Some(k) => {
-                    k.sections += 1;
-                    k.bytes += len;
-                }
-                None => by_kind.push(KindBytes {
-                    kind,
-                    sections: 1,
-                    bytes: len,
-                }),
-            }
-        }
-        by_kind.sort_by_key(|k| k.kind);
-
-        // Shared objects: (payload bytes, users in tensor order).
-        // Shared objects: palettes, then their FisherZ tables, then bases.
-        let n_p = self.palette_meta.len();
-        let mut shared: Vec<(u64, Vec<usize>)> = self
-            .palette_meta
+        let sections: Vec<SectionBytes> = table
             .iter()
-            .map(|m| (m.bytes, Vec::new()))
-            .chain(self.palette_meta.iter().map(|m| {
-                let fz = m.fisher.map_or(0, |_| (m.k * m.k) as u64);
-                (fz, Vec::new())
-            }))
-            .chain(self.basis_bytes.iter().map(|&b| (b, Vec::new())))
+            .map(|e| SectionBytes {
+                kind: SectionKind::from_raw(e.kind.get()),
+                offset: e.offset.get(),
+                length: e.length.get(),
+            })
             .collect();
-        let basis_base = 2 * n_p;
-        for (t, info) in self.tensor_info.iter().enumerate() {
-            for &p in &info.palettes {
-                shared[p as usize].1.push(t);
-                shared[n_p + p as usize].1.push(t);
-            }
-            if let Some(b) = info.basis {
-                shared[basis_base + b as usize].1.push(t);
-            }
-        }
-        let mut shares = vec![0u64; self.tensor_info.len()];
-        let mut unused_shared = 0u64;
-        for (bytes, users) in &shared {
-            if users.is_empty() {
-                unused_shared += bytes;
-                continue;
-            }
-            let n = users.len() as u64;
-            for (i, &t) in users.iter().enumerate() {
-                shares[t] += bytes / n + u64::from((i as u64) < bytes % n);
-            }
-        }
-
-        let mut tensors = Vec::with_capacity(self.tensor_info.len());
-        let mut by_regime: Vec<RegimeBytes> = Vec::new();
-        for ((info, rec), share) in self.tensor_info.iter().zip(&self.tensors).zip(shares) {
-            let off = rec.name_off.get() as usize;
-            let len = rec.name_len.get() as usize;
-            let name = strings
-                .get(off..off + len)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            let tb = TensorBytes {
-                name,
-                role: info.role,
-                regime: info.regime,
-                encoding: info.encoding,
-                numel: info.numel,
-                own_bytes: info.own_bytes,
-                shared_bytes: share,
-            };
-            match by_regime.iter_mut().find(|r| r.regime == info.regime) {
-                Some(r) => {
-                    r.tensors += 1;
-                    r.numel = r.numel.saturating_add(info.numel);
-                    r.bytes += tb.bytes();
-                }
-                None => by_regime.push(RegimeBytes {
+        let tensors: Vec<TensorAccount> = self
+            .tensor_info
+            .iter()
+            .zip(&self.tensors)
+            .map(|(info, rec)| {
+                let off = rec.name_off.get() as usize;
+                let len = rec.name_len.get() as usize;
+                TensorAccount {
+                    name: strings
+                        .get(off..off + len)
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default(),
+                    role: info.role,
                     regime: info.regime,
-                    tensors: 1,
+                    encoding: info.encoding,
                     numel: info.numel,
-                    bytes: tb.bytes(),
-                }),
-            }
-            tensors.push(tb);
-        }
-        by_regime.sort_by_key(|r| r.regime);
-
-        SizeReport {
+                    own_bytes: info.own_bytes,
+                    palettes: info.palettes.clone(),
+                    basis: info.basis,
+                }
+            })
+            .collect();
+        SizeReport::compute(&Accounting {
             file_len,
-            header_bytes: HEADER_LEN as u64,
-            table_bytes: table_len,
-            padding_bytes: padding,
-            by_kind,
-            tensors,
-            by_regime,
-            unused_shared,
-        }
+            table_len,
+            sections: &sections,
+            palette_bytes: &self
+                .palette_meta
+                .iter()
+                .map(|m| m.bytes)
+                .collect::<Vec<_>>(),
+            fisher_bytes: &self
+                .palette_meta
+                .iter()
+                .map(|m| m.fisher.map_or(0, |_| (m.k * m.k) as u64))
+                .collect::<Vec<_>>(),
+            basis_bytes: &self.basis_bytes,
+            tensors: &tensors,
+        })
     }
 }
 

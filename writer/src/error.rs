@@ -96,6 +96,12 @@ pub enum WriteError {
         /// Index carried by the id.
         index: u32,
     },
+    /// `order_tensors_like` named a tensor that was never added.
+    #[error("cannot order tensors: no tensor named {name:?} was added")]
+    UnknownTensor {
+        /// The name.
+        name: String,
+    },
     /// A basis id that this writer did not hand out.
     #[error("unknown basis id (index {index}): not created by this writer")]
     UnknownBasis {

@@ -7,4 +7,5 @@ pub mod codec;
 pub mod error;
 pub mod fisher;
 pub mod import;
+pub mod pipeline;
 pub mod report;

@@ -20,11 +20,17 @@
 //! sum of section payloads`.
 //!
 //! Every line is compared with BF16 storage of the same tensors: `2 x numel`
-//! bytes; `ratio = bytes / bf16_bytes` (below 1 means smaller than BF16),
-//! `None` when `bf16_bytes` is 0.
+//! bytes; `ratio = bf16_bytes / bytes`, the compression ratio (4.0 reads
+//! "4:1 smaller than BF16"), `None` when `bytes` is 0.
+//!
+//! The writer ([`crate::builder::Writer::finish`]) and a reader of any file
+//! ([`SizeReport::from_layout`], used by `hhtld inspect`) fill the same
+//! [`Accounting`] and call [`SizeReport::compute`], so both count alike.
 
 use std::fmt;
 
+use hhtld_format::layout::{align64, HEADER_LEN, SECTION_ENTRY_LEN};
+use hhtld_format::validate::Layout;
 use hhtld_format::{Encoding, Regime, Role, SectionKind};
 use serde_json::{json, Value};
 
@@ -67,7 +73,7 @@ impl TensorBytes {
     pub fn bf16_bytes(&self) -> u64 {
         self.numel.saturating_mul(2)
     }
-    /// `bytes / bf16_bytes`, `None` for an empty tensor.
+    /// `bf16_bytes / bytes` (e.g. 4.0 for 4:1), `None` when either is 0.
     pub fn ratio(&self) -> Option<f64> {
         ratio(self.bytes(), self.bf16_bytes())
     }
@@ -91,7 +97,7 @@ impl RegimeBytes {
     pub fn bf16_bytes(&self) -> u64 {
         self.numel.saturating_mul(2)
     }
-    /// `bytes / bf16_bytes`.
+    /// `bf16_bytes / bytes`.
     pub fn ratio(&self) -> Option<f64> {
         ratio(self.bytes, self.bf16_bytes())
     }
@@ -120,7 +126,7 @@ pub struct SizeReport {
 }
 
 fn ratio(bytes: u64, bf16: u64) -> Option<f64> {
-    (bf16 > 0).then(|| bytes as f64 / bf16 as f64)
+    (bytes > 0 && bf16 > 0).then(|| bf16 as f64 / bytes as f64)
 }
 
 impl SizeReport {
@@ -139,7 +145,7 @@ impl SizeReport {
             .fold(0u64, |a, t| a.saturating_add(t.bf16_bytes()))
     }
 
-    /// `file_len / bf16_bytes` for the whole file.
+    /// `bf16_bytes / file_len` for the whole file.
     pub fn ratio(&self) -> Option<f64> {
         ratio(self.file_len, self.bf16_bytes())
     }
@@ -214,7 +220,7 @@ impl SizeReport {
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "-".to_owned(), |r| format!("{r:.4}"))
+    r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
 impl fmt::Display for SizeReport {
@@ -269,9 +275,230 @@ impl fmt::Display for SizeReport {
         )?;
         write!(
             f,
-            "bf16: {} bytes, file/bf16 ratio {}",
+            "bf16: {} bytes, bf16/file ratio {}:1",
             self.bf16_bytes(),
             fmt_ratio(self.ratio())
         )
+    }
+}
+
+/// One section as the accounting sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionBytes {
+    /// Kind, `None` for a kind this version does not know.
+    pub kind: Option<SectionKind>,
+    /// File offset.
+    pub offset: u64,
+    /// Payload length.
+    pub length: u64,
+}
+
+/// One tensor as the accounting sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorAccount {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Regime.
+    pub regime: Regime,
+    /// Encoding.
+    pub encoding: Encoding,
+    /// Elements.
+    pub numel: u64,
+    /// Payload of its own sections (RAW or ENTRY, SCALE, SLOT_L).
+    pub own_bytes: u64,
+    /// Palette indices it uses (a palette used by two stages counts once).
+    pub palettes: Vec<u32>,
+    /// Basis index it uses.
+    pub basis: Option<u32>,
+}
+
+/// Everything [`SizeReport::compute`] needs: the table and the directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Accounting<'a> {
+    /// File length.
+    pub file_len: u64,
+    /// Section table bytes.
+    pub table_len: u64,
+    /// Every section, in file order.
+    pub sections: &'a [SectionBytes],
+    /// PALETTE payload per palette index.
+    pub palette_bytes: &'a [u64],
+    /// FISHER_Z payload per palette index (0 without a table).
+    pub fisher_bytes: &'a [u64],
+    /// BASIS payload per basis index.
+    pub basis_bytes: &'a [u64],
+    /// Tensors, in directory order.
+    pub tensors: &'a [TensorAccount],
+}
+
+impl SizeReport {
+    /// The report of spec §8 from the table and directory. Sections of a
+    /// kind this version does not know (a newer minor version) are counted
+    /// on the `unused_shared` line, so the identities of
+    /// [`SizeReport::check`] still hold.
+    pub fn compute(a: &Accounting<'_>) -> SizeReport {
+        let mut by_kind: Vec<KindBytes> = Vec::new();
+        let mut padding = 0u64;
+        let mut unknown = 0u64;
+        for e in a.sections {
+            let end = e.offset.saturating_add(e.length);
+            padding += align64(end).unwrap_or(end) - end;
+            let Some(kind) = e.kind else {
+                unknown += e.length;
+                continue;
+            };
+            match by_kind.iter_mut().find(|k| k.kind == kind) {
+                Some(k) => {
+                    k.sections += 1;
+                    k.bytes += e.length;
+                }
+                None => by_kind.push(KindBytes {
+                    kind,
+                    sections: 1,
+                    bytes: e.length,
+                }),
+            }
+        }
+        by_kind.sort_by_key(|k| k.kind);
+
+        // Shared objects (payload, users in tensor order): palettes, their
+        // FisherZ tables, then bases.
+        let n_p = a.palette_bytes.len();
+        let mut shared: Vec<(u64, Vec<usize>)> = a
+            .palette_bytes
+            .iter()
+            .chain(a.fisher_bytes)
+            .chain(a.basis_bytes)
+            .map(|&b| (b, Vec::new()))
+            .collect();
+        for (t, info) in a.tensors.iter().enumerate() {
+            let mut ps = info.palettes.clone();
+            ps.sort_unstable();
+            ps.dedup();
+            for p in ps {
+                let p = p as usize;
+                if let Some(s) = shared.get_mut(p) {
+                    s.1.push(t);
+                }
+                if let Some(s) = shared.get_mut(n_p + p) {
+                    s.1.push(t);
+                }
+            }
+            if let Some(s) = info
+                .basis
+                .and_then(|b| shared.get_mut(2 * n_p + b as usize))
+            {
+                s.1.push(t);
+            }
+        }
+        let mut shares = vec![0u64; a.tensors.len()];
+        let mut unused_shared = unknown;
+        for (bytes, users) in &shared {
+            if users.is_empty() {
+                unused_shared += bytes;
+                continue;
+            }
+            let n = users.len() as u64;
+            for (i, &t) in users.iter().enumerate() {
+                shares[t] += bytes / n + u64::from((i as u64) < bytes % n);
+            }
+        }
+
+        let mut tensors = Vec::with_capacity(a.tensors.len());
+        let mut by_regime: Vec<RegimeBytes> = Vec::new();
+        for (info, share) in a.tensors.iter().zip(shares) {
+            let tb = TensorBytes {
+                name: info.name.clone(),
+                role: info.role,
+                regime: info.regime,
+                encoding: info.encoding,
+                numel: info.numel,
+                own_bytes: info.own_bytes,
+                shared_bytes: share,
+            };
+            match by_regime.iter_mut().find(|r| r.regime == info.regime) {
+                Some(r) => {
+                    r.tensors += 1;
+                    r.numel = r.numel.saturating_add(info.numel);
+                    r.bytes += tb.bytes();
+                }
+                None => by_regime.push(RegimeBytes {
+                    regime: info.regime,
+                    tensors: 1,
+                    numel: info.numel,
+                    bytes: tb.bytes(),
+                }),
+            }
+            tensors.push(tb);
+        }
+        by_regime.sort_by_key(|r| r.regime);
+
+        SizeReport {
+            file_len: a.file_len,
+            header_bytes: HEADER_LEN as u64,
+            table_bytes: a.table_len,
+            padding_bytes: padding,
+            by_kind,
+            tensors,
+            by_regime,
+            unused_shared,
+        }
+    }
+
+    /// The report of an existing file, from its validated layout (`bytes`
+    /// is the file the layout was parsed from, for the tensor names).
+    pub fn from_layout(layout: &Layout, bytes: &[u8]) -> SizeReport {
+        let sections: Vec<SectionBytes> = layout
+            .sections
+            .iter()
+            .map(|s| SectionBytes {
+                kind: s.kind,
+                offset: s.offset as u64,
+                length: s.length as u64,
+            })
+            .collect();
+        let mut fisher_bytes = vec![0u64; layout.palettes.len()];
+        for f in &layout.fishers {
+            if let Some(b) = fisher_bytes.get_mut(f.palette as usize) {
+                *b += f.range.len() as u64;
+            }
+        }
+        let tensors: Vec<TensorAccount> = layout
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TensorAccount {
+                name: layout.tensor_name(bytes, i).unwrap_or("").to_string(),
+                role: t.role,
+                regime: t.regime,
+                encoding: t.encoding,
+                numel: t.numel as u64,
+                own_bytes: (t.data.len()
+                    + t.scale.as_ref().map_or(0, |s| s.range.len())
+                    + t.slot.as_ref().map_or(0, |s| s.range.len()))
+                    as u64,
+                palettes: t.stages().iter().map(|s| s.palette).collect(),
+                basis: t.slot.as_ref().map(|s| s.basis),
+            })
+            .collect();
+        SizeReport::compute(&Accounting {
+            file_len: layout.file_len as u64,
+            table_len: (layout.sections.len() * SECTION_ENTRY_LEN) as u64,
+            sections: &sections,
+            palette_bytes: &layout
+                .palettes
+                .iter()
+                .map(|p| p.range.len() as u64)
+                .collect::<Vec<_>>(),
+            fisher_bytes: &fisher_bytes,
+            basis_bytes: &layout
+                .bases
+                .iter()
+                .map(|b| b.range.len() as u64)
+                .collect::<Vec<_>>(),
+            tensors: &tensors,
+        })
     }
 }

@@ -1,0 +1,656 @@
+//! The main job: a safetensors model in, an `.hhtld` file out, with every
+//! encoded tensor measured against its gate over all of its rows.
+//!
+//! Tensors are classified ([`crate::import::Classifier`]), grouped by role
+//! and shape, and each group is encoded with its profile's codec, sharing one
+//! palette per stage. Groups are processed one at a time and written as soon
+//! as they are encoded, so peak memory is the largest group's f32 copy plus
+//! its codes, not the whole model. A tensor that misses its gate is
+//! re-encoded on its own with the next finer codec of [`fallback_chain`].
+
+use std::collections::HashMap;
+use std::io::{Seek, Write};
+use std::path::Path;
+
+use hhtld_format::{Dtype, Regime, Role};
+use thiserror::Error;
+
+use crate::builder::{
+    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+};
+use crate::codec::{
+    encode_group, row_quality, CodecError, CodecSpec, EncodedGroup, Gate, GroupDecoder, Matrix,
+    QualityStats, SCALE_ELEM,
+};
+use crate::error::WriteError;
+use crate::import::{group_key, ClassifiedTensor, Classifier, ImportError, SafetensorsModel};
+use crate::report::SizeReport;
+
+/// A named set of codecs (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Two-stage d = 4 VQ with row scales everywhere: about 3.9:1, and every
+    /// tensor passes its gate.
+    Fidelity,
+    /// One-stage d = 4 VQ with row scales on projections (about 7.8:1);
+    /// index-regime tensors keep the fidelity codec.
+    Compact,
+    /// The original design: a row palette (one u8 code per row), SlotL on
+    /// index-regime tensors, a FisherZ table per palette. It does not
+    /// reconstruct real weights; its report says so.
+    Hhtl,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 3] = [Profile::Fidelity, Profile::Compact, Profile::Hhtl];
+
+    /// The `--profile` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Fidelity => "fidelity",
+            Profile::Compact => "compact",
+            Profile::Hhtl => "hhtl",
+        }
+    }
+
+    /// Parses a `--profile` name.
+    pub fn from_name(s: &str) -> Option<Profile> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The codec this profile uses for a tensor of `regime`.
+    pub fn codec(self, regime: Regime) -> CodecSpec {
+        let fidelity = CodecSpec::vq(4, 2).with_row_scale(true);
+        match (self, regime) {
+            (Profile::Fidelity, _) | (Profile::Compact, Regime::Index) => fidelity,
+            (Profile::Compact, _) => CodecSpec::vq(4, 1).with_row_scale(true),
+            (Profile::Hhtl, Regime::Index) => CodecSpec::row_palette().with_slot_l(true),
+            (Profile::Hhtl, _) => CodecSpec::row_palette(),
+        }
+    }
+
+    /// Whether tensors that miss their gate fall back to finer codecs unless
+    /// the user says otherwise. Off for `hhtl`, whose point is to show what
+    /// the original design does: its misses are reported, not hidden.
+    pub fn falls_back_by_default(self) -> bool {
+        !matches!(self, Profile::Hhtl)
+    }
+
+    /// Whether every palette gets a FisherZ table.
+    pub fn always_fisher_z(self) -> bool {
+        matches!(self, Profile::Hhtl)
+    }
+}
+
+/// The gate a regime must meet; `None` for passthrough.
+pub fn gate_for(regime: Regime) -> Option<Gate> {
+    match regime {
+        Regime::Index => Some(Gate::INDEX),
+        Regime::Argmax => Some(Gate::ARGMAX),
+        Regime::Passthrough => None,
+    }
+}
+
+/// One step of a fallback chain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Codec {
+    /// A palette codec.
+    Palette(CodecSpec),
+    /// The tensor stored as raw BF16.
+    RawBf16,
+}
+
+impl Codec {
+    /// Short human description, e.g. `d4x2 k256 8-bit +scale`.
+    pub fn describe(&self) -> String {
+        match self {
+            Codec::RawBf16 => "raw bf16".to_string(),
+            Codec::Palette(s) => describe_spec(s),
+        }
+    }
+}
+
+/// Short description of a codec spec.
+pub fn describe_spec(s: &CodecSpec) -> String {
+    let d = if s.d == 0 {
+        "row".to_string()
+    } else {
+        format!("d{}", s.d)
+    };
+    let mut out = format!("{d}x{} k{} {}-bit", s.stages, s.k, s.bits);
+    if s.row_scale {
+        out.push_str(" +scale");
+    }
+    if s.slot_l {
+        out.push_str(" +slotL");
+    }
+    out
+}
+
+/// The codecs tried after `spec` misses its gate, finest last: more stages
+/// (up to `MAX_STAGES`), then 8-bit codes (4-bit codecs move to 8-bit; 8-bit
+/// vector codecs move to a scalar 8-bit palette with row scales), then raw
+/// BF16.
+pub fn fallback_chain(spec: &CodecSpec) -> Vec<Codec> {
+    let mut chain = Vec::new();
+    if spec.d != 0 {
+        for stages in spec.stages + 1..=hhtld_format::limits::MAX_STAGES {
+            chain.push(Codec::Palette(CodecSpec { stages, ..*spec }));
+        }
+    }
+    let eight = if spec.bits == 4 {
+        CodecSpec {
+            bits: 8,
+            k: 256,
+            ..*spec
+        }
+    } else {
+        CodecSpec::vq(1, 1).with_row_scale(true)
+    };
+    chain.push(Codec::Palette(eight));
+    chain.push(Codec::RawBf16);
+    chain
+}
+
+/// What to encode and how.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// The profile.
+    pub profile: Profile,
+    /// Add a FisherZ table for every palette.
+    pub fisher_z: bool,
+    /// Fall back to finer codecs on a gate miss.
+    pub fallback: bool,
+    /// Classification with `--role` overrides.
+    pub classifier: Classifier,
+}
+
+impl EncodeOptions {
+    /// Options for `profile` with its defaults.
+    pub fn new(profile: Profile) -> Self {
+        EncodeOptions {
+            profile,
+            fisher_z: profile.always_fisher_z(),
+            fallback: profile.falls_back_by_default(),
+            classifier: Classifier::new(),
+        }
+    }
+}
+
+/// Quality figures of one encoded tensor (all rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualitySummary {
+    /// Median per-row rho.
+    pub rho_median: f32,
+    /// 5th-percentile per-row rho.
+    pub rho_p5: f32,
+    /// Smallest per-row rho.
+    pub rho_min: f32,
+    /// Relative Frobenius error.
+    pub rel_fro: f32,
+}
+
+impl From<&QualityStats> for QualitySummary {
+    fn from(q: &QualityStats) -> Self {
+        QualitySummary {
+            rho_median: q.rho_median,
+            rho_p5: q.rho_p5,
+            rho_min: q.rho_min,
+            rel_fro: q.rel_fro,
+        }
+    }
+}
+
+/// What happened to one tensor.
+#[derive(Debug, Clone)]
+pub struct TensorOutcome {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Regime.
+    pub regime: Regime,
+    /// Final codec, or `None` for passthrough.
+    pub codec: Option<Codec>,
+    /// Quality of the final codec (encoded tensors only).
+    pub quality: Option<QualitySummary>,
+    /// Whether the final codec meets the regime's gate (`None`: no gate).
+    pub passed: Option<bool>,
+    /// One line per codec that was tried and missed the gate.
+    pub fallbacks: Vec<String>,
+}
+
+/// The result of [`encode_model`].
+#[derive(Debug, Clone)]
+pub struct EncodeSummary {
+    /// Profile used.
+    pub profile: Profile,
+    /// Per tensor, in model order.
+    pub tensors: Vec<TensorOutcome>,
+    /// Every byte of the file, by kind, tensor and regime.
+    pub size: SizeReport,
+}
+
+impl EncodeSummary {
+    /// Tensors whose final codec misses their gate.
+    pub fn gate_failures(&self) -> impl Iterator<Item = &TensorOutcome> {
+        self.tensors.iter().filter(|t| t.passed == Some(false))
+    }
+}
+
+/// Errors of the encode pipeline.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    /// Reading or classifying the input.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// A codec rejected a group.
+    #[error("tensor {tensor:?}: {source}")]
+    Codec {
+        /// The first tensor of the group.
+        tensor: String,
+        /// Why.
+        source: CodecError,
+    },
+    /// Writing the file.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// A progress event, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Encoding starts: how many parameters in all.
+    Start {
+        /// Total parameters.
+        params: u64,
+    },
+    /// A tensor is done.
+    Tensor {
+        /// Its name.
+        name: &'a str,
+        /// Its parameters.
+        params: u64,
+    },
+}
+
+/// Encodes `model` into a new file at `dest` (written atomically).
+pub fn encode_model(
+    model: &SafetensorsModel,
+    dest: &Path,
+    opts: &EncodeOptions,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<EncodeSummary, EncodeError> {
+    let writer = Writer::create(dest)?;
+    encode_into(model, writer, opts, progress)
+}
+
+/// [`encode_model`] into any writer.
+pub fn encode_into<W: Write + Seek>(
+    model: &SafetensorsModel,
+    mut w: Writer<W>,
+    opts: &EncodeOptions,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<EncodeSummary, EncodeError> {
+    let tensors = opts.classifier.classify_model(model)?;
+    progress(Progress::Start {
+        params: tensors.iter().map(|t| t.info.numel()).sum(),
+    });
+    w.set_metadata(
+        "hhtld.encoder",
+        concat!("hhtld ", env!("CARGO_PKG_VERSION")),
+    )?;
+    w.set_metadata("hhtld.profile", opts.profile.name())?;
+    for (k, v) in model.metadata() {
+        w.set_metadata(&format!("source.{k}"), v)?;
+    }
+
+    let mut outcomes: Vec<Option<TensorOutcome>> = vec![None; tensors.len()];
+    for group in plan_groups(&tensors) {
+        if let [i] = group[..] {
+            if !encodable(&tensors[i]) {
+                let t = &tensors[i];
+                w.add_raw_tensor(RawTensor {
+                    name: &t.info.name,
+                    dtype: t.info.dtype,
+                    shape: &t.info.shape,
+                    role: t.class.role,
+                    regime: t.class.regime,
+                    bytes: model.raw_bytes(&t.info.name)?,
+                })?;
+                outcomes[i] = Some(TensorOutcome {
+                    name: t.info.name.clone(),
+                    role: t.class.role,
+                    regime: t.class.regime,
+                    codec: None,
+                    quality: None,
+                    passed: None,
+                    fallbacks: Vec::new(),
+                });
+                progress(Progress::Tensor {
+                    name: &t.info.name,
+                    params: t.info.numel(),
+                });
+                continue;
+            }
+        }
+        encode_one_group(
+            model,
+            &tensors,
+            &group,
+            opts,
+            &mut w,
+            &mut outcomes,
+            progress,
+        )?;
+    }
+    w.order_tensors_like(tensors.iter().map(|t| t.info.name.as_str()))?;
+    let size = w.finish()?;
+    Ok(EncodeSummary {
+        profile: opts.profile,
+        tensors: outcomes.into_iter().flatten().collect(),
+        size,
+    })
+}
+
+fn encodable(t: &ClassifiedTensor) -> bool {
+    t.class.regime != Regime::Passthrough && t.info.dtype.is_encodable_float() && t.info.numel() > 0
+}
+
+/// Groups of tensor indices, in order of first appearance: encodable
+/// tensors of the same role and shape together, every other tensor alone.
+fn plan_groups(tensors: &[ClassifiedTensor]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_key = HashMap::new();
+    for (i, t) in tensors.iter().enumerate() {
+        let key = group_key(t.class.role, &t.info.shape);
+        match key {
+            Some(key) if encodable(t) => {
+                let at = *by_key.entry((key, t.class.regime)).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[at].push(i);
+            }
+            _ => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+/// A tensor's data as f32 with its matrix shape.
+struct Loaded {
+    data: Vec<f32>,
+    n_rows: usize,
+    n_cols: usize,
+}
+
+impl Loaded {
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix {
+            data: &self.data,
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+        }
+    }
+}
+
+fn load(model: &SafetensorsModel, t: &ClassifiedTensor) -> Result<Loaded, EncodeError> {
+    let (r, c) = t.info.matrix_dims();
+    Ok(Loaded {
+        data: model.to_f32(&t.info.name)?,
+        n_rows: r as usize,
+        n_cols: c as usize,
+    })
+}
+
+/// Encodes `mats` with `spec`, and measures each member over all rows.
+fn encode_measured(
+    mats: &[Matrix<'_>],
+    spec: &CodecSpec,
+) -> Result<(EncodedGroup, Vec<QualityStats>), CodecError> {
+    let group = encode_group(mats, spec)?;
+    let dec = GroupDecoder::new(&group);
+    let stats = mats
+        .iter()
+        .enumerate()
+        .map(|(i, m)| row_quality(m, &dec.decode_matrix(i)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((group, stats))
+}
+
+fn miss_line(codec: &str, q: &QualityStats, gate: &Gate) -> String {
+    format!(
+        "{codec}: rho median {:.4} / p5 {:.4} misses gate {:.2} / {:.2}",
+        q.rho_median, q.rho_p5, gate.median, gate.p5
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_one_group<W: Write + Seek>(
+    model: &SafetensorsModel,
+    tensors: &[ClassifiedTensor],
+    group: &[usize],
+    opts: &EncodeOptions,
+    w: &mut Writer<W>,
+    outcomes: &mut [Option<TensorOutcome>],
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<(), EncodeError> {
+    let first = &tensors[group[0]];
+    let regime = first.class.regime;
+    let gate = gate_for(regime);
+    let spec = opts.profile.codec(regime);
+    let codec_err = |source| EncodeError::Codec {
+        tensor: first.info.name.clone(),
+        source,
+    };
+    let loaded = group
+        .iter()
+        .map(|&i| load(model, &tensors[i]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mats: Vec<Matrix<'_>> = loaded.iter().map(Loaded::matrix).collect();
+    let (enc, stats) = encode_measured(&mats, &spec).map_err(codec_err)?;
+
+    let passes = |q: &QualityStats| gate.is_none_or(|g| g.passes(q));
+    let keep: Vec<bool> = stats.iter().map(|q| passes(q) || !opts.fallback).collect();
+    // The group's palettes are written only if some member keeps them.
+    let shared = if keep.iter().any(|&k| k) {
+        Some(add_group_objects(w, &enc, opts.fisher_z)?)
+    } else {
+        None
+    };
+    for (m, &i) in group.iter().enumerate() {
+        let t = &tensors[i];
+        let mut outcome = TensorOutcome {
+            name: t.info.name.clone(),
+            role: t.class.role,
+            regime,
+            codec: Some(Codec::Palette(spec)),
+            quality: Some(QualitySummary::from(&stats[m])),
+            passed: gate.map(|g| g.passes(&stats[m])),
+            fallbacks: Vec::new(),
+        };
+        if keep[m] {
+            let objs = shared
+                .as_ref()
+                .ok_or_else(|| unreachable_state(&t.info.name))?;
+            add_encoded(w, t, &enc, m, objs, &stats[m])?;
+        } else {
+            let g = gate.ok_or_else(|| unreachable_state(&t.info.name))?;
+            outcome
+                .fallbacks
+                .push(miss_line(&describe_spec(&spec), &stats[m], &g));
+            fall_back(w, t, &mats[m], &spec, g, opts.fisher_z, &mut outcome).map_err(
+                |e| match e {
+                    EncodeError::Codec { source, .. } => EncodeError::Codec {
+                        tensor: t.info.name.clone(),
+                        source,
+                    },
+                    e => e,
+                },
+            )?;
+        }
+        outcomes[i] = Some(outcome);
+        progress(Progress::Tensor {
+            name: &t.info.name,
+            params: t.info.numel(),
+        });
+    }
+    Ok(())
+}
+
+/// Never expected: used instead of a panic where the control flow above
+/// guarantees a value.
+fn unreachable_state(name: &str) -> EncodeError {
+    EncodeError::Codec {
+        tensor: name.to_string(),
+        source: CodecError::EmptyGroup,
+    }
+}
+
+/// Walks [`fallback_chain`] until a codec meets `gate`; raw BF16 always
+/// ends the chain.
+fn fall_back<W: Write + Seek>(
+    w: &mut Writer<W>,
+    t: &ClassifiedTensor,
+    m: &Matrix<'_>,
+    spec: &CodecSpec,
+    gate: Gate,
+    fisher_z: bool,
+    outcome: &mut TensorOutcome,
+) -> Result<(), EncodeError> {
+    let codec_err = |source| EncodeError::Codec {
+        tensor: t.info.name.clone(),
+        source,
+    };
+    for codec in fallback_chain(spec) {
+        match codec {
+            Codec::Palette(s) => {
+                // A finer codec that does not fit this tensor is skipped.
+                if s.entry_width(m.n_cols).is_err() {
+                    continue;
+                }
+                let (enc, stats) =
+                    encode_measured(std::slice::from_ref(m), &s).map_err(codec_err)?;
+                let q = &stats[0];
+                if gate.passes(q) {
+                    let objs = add_group_objects(w, &enc, fisher_z)?;
+                    add_encoded(w, t, &enc, 0, &objs, q)?;
+                    outcome.codec = Some(codec);
+                    outcome.quality = Some(QualitySummary::from(q));
+                    outcome.passed = Some(true);
+                    return Ok(());
+                }
+                outcome
+                    .fallbacks
+                    .push(miss_line(&codec.describe(), q, &gate));
+            }
+            Codec::RawBf16 => {
+                let bytes: Vec<u8> = m
+                    .data
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect();
+                w.add_raw_tensor(RawTensor {
+                    name: &t.info.name,
+                    dtype: Dtype::Bf16,
+                    shape: &t.info.shape,
+                    role: t.class.role,
+                    regime: t.class.regime,
+                    bytes: &bytes,
+                })?;
+                let back: Vec<f32> = m
+                    .data
+                    .iter()
+                    .map(|&v| half::bf16::from_f32(v).to_f32())
+                    .collect();
+                let q = row_quality(m, &back).map_err(codec_err)?;
+                outcome.codec = Some(codec);
+                outcome.passed = Some(gate.passes(&q));
+                outcome.quality = Some(QualitySummary::from(&q));
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shared objects of a group once written.
+struct GroupObjects {
+    palettes: Vec<PaletteId>,
+    basis: Option<crate::builder::BasisId>,
+}
+
+fn add_group_objects<W: Write + Seek>(
+    w: &mut Writer<W>,
+    enc: &EncodedGroup,
+    fisher_z: bool,
+) -> Result<GroupObjects, EncodeError> {
+    let mut palettes = Vec::with_capacity(enc.palettes.len());
+    for p in &enc.palettes {
+        let id = w.add_palette(PaletteSpec {
+            k: p.k,
+            d: p.d,
+            bits: p.bits,
+            elem: p.elem,
+            values: &p.values,
+        })?;
+        if fisher_z {
+            w.add_fisher_z(id)?;
+        }
+        palettes.push(id);
+    }
+    let basis = match &enc.basis {
+        Some(b) => Some(w.add_basis(enc.n_cols, enc.spec.elem, b)?),
+        None => None,
+    };
+    Ok(GroupObjects { palettes, basis })
+}
+
+fn add_encoded<W: Write + Seek>(
+    w: &mut Writer<W>,
+    t: &ClassifiedTensor,
+    enc: &EncodedGroup,
+    member: usize,
+    objs: &GroupObjects,
+    q: &QualityStats,
+) -> Result<(), EncodeError> {
+    let e = &enc.tensors[member];
+    let codes: Vec<Vec<u16>> = e
+        .codes
+        .iter()
+        .map(|c| c.iter().map(|&v| u16::from(v)).collect())
+        .collect();
+    let stages: Vec<Stage<'_>> = objs
+        .palettes
+        .iter()
+        .zip(&codes)
+        .map(|(&palette, codes)| Stage { palette, codes })
+        .collect();
+    let slot_l = match (&e.slot, objs.basis) {
+        (Some(s), Some(basis)) => Some(SlotL {
+            basis,
+            coef: &s.coef,
+            scale: s.slot_scale,
+        }),
+        _ => None,
+    };
+    w.add_encoded_tensor(EncodedTensor {
+        name: &t.info.name,
+        dtype: t.info.dtype,
+        shape: &t.info.shape,
+        role: t.class.role,
+        regime: t.class.regime,
+        stages: &stages,
+        scale: e.scales.as_deref().map(|s| (SCALE_ELEM, s)),
+        slot_l,
+        quality: Some(Quality {
+            rho_median: q.rho_median,
+            rho_p5: q.rho_p5,
+            rho_min: q.rho_min,
+            rel_fro: q.rel_fro,
+        }),
+    })?;
+    Ok(())
+}
