@@ -1,0 +1,65 @@
+//! The reader never panics on a file that passed open: random edits of a
+//! valid file, then every view and decode is exercised.
+
+#[path = "../../format/tests/common/mod.rs"]
+mod asm;
+
+use asm::*;
+use hhtld_reader::HhtldFile;
+use proptest::prelude::*;
+
+fn exercise(bytes: Vec<u8>) {
+    let Ok(f) = HhtldFile::from_vec(bytes) else {
+        return;
+    };
+    let h = f.view();
+    let _ = h.verify();
+    let _ = h.metadata().count();
+    for p in 0..h.palette_count() {
+        let v = h.palette(p).unwrap();
+        for e in 0..=v.stored_entries() {
+            let _ = v.entry_f32_vec(e);
+        }
+        if let Some(fz) = h.fisher_for_palette(p) {
+            for i in 0..=fz.k() {
+                let _ = fz.get(i, i);
+            }
+        }
+    }
+    for b in 0..h.basis_count() {
+        let _ = h.basis(b).unwrap().row(0);
+    }
+    for t in h.tensors() {
+        let _ = t.decode();
+        for r in 0..=t.n_rows().min(4) {
+            if let Ok(row) = t.row(r) {
+                for s in 0..=row.stage_count() {
+                    let _ = row.codes(s);
+                    for j in 0..=t.n_cols() {
+                        let _ = row.code(s, j);
+                    }
+                }
+            }
+            let mut out = vec![0.0; t.n_cols().min(1 << 16)];
+            let _ = t.decode_row_into(r, &mut out);
+        }
+        let _ = t.raw_slice::<u8>();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn views_of_edited_files_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..6),
+        in_directory in any::<bool>(),
+    ) {
+        let mut b = rich().0.build();
+        let (off, len) = if in_directory { section_span(&mut b, DIR as usize) } else { (0, b.len()) };
+        for (at, x) in edits {
+            b[off + at.index(len)] ^= x;
+        }
+        exercise(b);
+    }
+}
