@@ -376,10 +376,10 @@ impl<'a> TensorView<'a> {
             Encoding::Raw => {
                 let data = self.section_bytes(t.data.clone());
                 let size = t.dtype.size();
-                let chunk = rows_per_task * n_cols;
+                // Element-wise: chunks need not follow rows.
                 if parallel {
-                    out.par_chunks_mut(chunk)
-                        .zip(data.par_chunks(chunk * size))
+                    out.par_chunks_mut(PAR_TASK_ELEMS)
+                        .zip(data.par_chunks(PAR_TASK_ELEMS * size))
                         .for_each(|(o, b)| convert_raw(t.dtype, b, o));
                 } else {
                     convert_raw(t.dtype, data, out);
