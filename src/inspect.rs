@@ -1,43 +1,18 @@
-//! `hhtld inspect`.
+//! `hhtld inspect`: what a file holds, as JSON for machines and as tables
+//! for people. A library module so fuzzers and tests render exactly what
+//! the command prints.
 
-use std::path::Path;
+use std::fmt::Write as _;
 
-use hhtld_reader::{Hhtld, HhtldFile};
+use hhtld_reader::Hhtld;
 use hhtld_writer::report::SizeReport;
 use serde_json::{json, Value};
 
-use crate::{Failure, Outcome};
-
-pub fn run(path: &Path, verify: bool, as_json: bool) -> Result<Outcome, Failure> {
-    let file = HhtldFile::open(path)?;
-    let view = file.view();
-    let report = inspect_json(&view, verify);
-    if as_json {
-        crate::outln!("{report:#}");
-    } else {
-        print_text(&report);
-    }
-    let crc_failures: Vec<String> = report["sections"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["crc_ok"] == json!(false))
-        .map(|s| {
-            format!(
-                "section {} ({})",
-                s["index"],
-                s["kind"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    if !crc_failures.is_empty() {
-        return Err(Failure(format!(
-            "{}: CRC mismatch in {}",
-            path.display(),
-            crc_failures.join(", ")
-        )));
-    }
-    Ok(Outcome::Ok)
+/// `writeln!` into a String cannot fail.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {
+        let _ = writeln!($out, $($arg)*);
+    };
 }
 
 /// BF16 bytes over stored bytes: 4.0 means 4:1 smaller than BF16.
@@ -199,14 +174,26 @@ fn r(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.2}:1"))
 }
 
-fn print_text(j: &Value) {
+/// The human-readable `inspect` report rendered from [`inspect_json`]'s value.
+pub fn render_text(j: &Value) -> String {
+    let mut out = String::new();
     let empty = vec![];
     let arr = |k: &str| j[k].as_array().unwrap_or(&empty).clone();
-    crate::outln!("hhtld {} file, {} bytes", s(&j["version"]), n(&j["file_len"]));
-    crate::outln!("\nsections:");
-    crate::outln!(
+    outln!(
+        out,
+        "hhtld {} file, {} bytes",
+        s(&j["version"]),
+        n(&j["file_len"])
+    );
+    outln!(out, "\nsections:");
+    outln!(
+        out,
         "  {:>4} {:<10} {:>12} {:>12} {:>10} check",
-        "#", "kind", "offset", "length", "crc32"
+        "#",
+        "kind",
+        "offset",
+        "length",
+        "crc32"
     );
     for sec in arr("sections") {
         let check = match sec.get("crc_ok") {
@@ -214,7 +201,8 @@ fn print_text(j: &Value) {
             Some(Value::Bool(false)) => "BAD",
             _ => "-",
         };
-        crate::outln!(
+        outln!(
+            out,
             "  {:>4} {:<10} {:>12} {:>12} {:>10} {}",
             n(&sec["index"]),
             s(&sec["kind"]),
@@ -224,8 +212,9 @@ fn print_text(j: &Value) {
             check
         );
     }
-    crate::outln!("\ntensors:");
-    crate::outln!(
+    outln!(out, "\ntensors:");
+    outln!(
+        out,
         "  {:<48} {:<16} {:<6} {:<18} {:<11} {:<8} {:>10} {:>9} {:>8} {:>8}",
         "name",
         "shape",
@@ -251,7 +240,8 @@ fn print_text(j: &Value) {
                 .and_then(Value::as_f64)
                 .map_or("-".into(), |x| format!("{x:.4}"))
         };
-        crate::outln!(
+        outln!(
+            out,
             "  {:<48} {:<16} {:<6} {:<18} {:<11} {:<8} {:>10} {:>9} {:>8} {:>8}",
             s(&t["name"]),
             shape,
@@ -265,13 +255,21 @@ fn print_text(j: &Value) {
             q("rho_p5")
         );
     }
-    crate::outln!("\npalettes:");
-    crate::outln!(
+    outln!(out, "\npalettes:");
+    outln!(
+        out,
         "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} fisher_z",
-        "#", "k", "d", "bits", "elem", "bytes", "shared_by"
+        "#",
+        "k",
+        "d",
+        "bits",
+        "elem",
+        "bytes",
+        "shared_by"
     );
     for p in arr("palettes") {
-        crate::outln!(
+        outln!(
+            out,
             "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} {}",
             n(&p["index"]),
             n(&p["k"]),
@@ -284,25 +282,33 @@ fn print_text(j: &Value) {
         );
     }
     let t = &j["totals"];
-    crate::outln!("\ntotals:");
-    crate::outln!(
+    outln!(out, "\ntotals:");
+    outln!(
+        out,
         "  {} tensors ({} encoded), {} params",
-        n(&t["tensors"]), n(&t["encoded_tensors"]), n(&t["params"])
+        n(&t["tensors"]),
+        n(&t["encoded_tensors"]),
+        n(&t["params"])
     );
     for k in t["by_kind"].as_array().unwrap_or(&empty) {
-        crate::outln!(
+        outln!(
+            out,
             "  {:<10} {:>4} sections {:>12} bytes",
             s(&k["kind"]),
             n(&k["sections"]),
             n(&k["bytes"])
         );
     }
-    crate::outln!(
+    outln!(
+        out,
         "  header {} + table {} + padding {} bytes",
-        n(&t["header_bytes"]), n(&t["table_bytes"]), n(&t["padding_bytes"])
+        n(&t["header_bytes"]),
+        n(&t["table_bytes"]),
+        n(&t["padding_bytes"])
     );
     for g in t["by_regime"].as_array().unwrap_or(&empty) {
-        crate::outln!(
+        outln!(
+            out,
             "  regime {:<11} {:>4} tensors {:>11} params {:>11} bytes {:>9}",
             s(&g["regime"]),
             n(&g["tensors"]),
@@ -311,15 +317,18 @@ fn print_text(j: &Value) {
             r(&g["ratio"])
         );
     }
-    crate::outln!(
+    outln!(
+        out,
         "  encoded tensors: {} bytes, {} against BF16",
         n(&t["encoded_bytes"]),
         r(&t["encoded_ratio"])
     );
-    crate::outln!(
+    outln!(
+        out,
         "  whole file: {} bytes, {} against BF16 ({} bytes)",
         n(&t["file_bytes"]),
         r(&t["ratio"]),
         t["bf16_bytes"]
     );
+    out
 }

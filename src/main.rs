@@ -5,10 +5,9 @@
 //! file, bad arguments, I/O). Errors are one line on stderr; the tool never
 //! panics on bad input.
 
-mod decode;
-mod encode;
-mod inspect;
-mod verify;
+mod cmd;
+
+use cmd::{decode, encode, inspect, verify};
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -164,7 +163,9 @@ fn flush_out() {
     let text = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
     let mut stdout = std::io::stdout().lock();
     // A reader that went away (EPIPE) is not an error of ours.
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 fn main() -> ExitCode {

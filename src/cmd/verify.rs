@@ -51,7 +51,13 @@ pub fn run(path: &Path, against: Option<&Path>, as_json: bool) -> Result<Outcome
         crate::outln!("{}: {sections} sections, every CRC ok", path.display());
         crate::outln!(
             "{:<52} {:<11} {:<8} {:>9} {:>9} {:>9} {:>9}  result",
-            "tensor", "regime", "encoding", "rho med", "rho p5", "rho min", "rel fro"
+            "tensor",
+            "regime",
+            "encoding",
+            "rho med",
+            "rho p5",
+            "rho min",
+            "rel fro"
         );
         for l in &lines {
             let f = |k: &str| l[k].as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
