@@ -448,8 +448,117 @@ fn check_round_trip(p: &Plan) {
     meta.sort();
     assert_eq!(parsed.metadata, meta);
 
+    check_with_reader(p, &f);
+
     // Determinism.
     assert_eq!(build(p).0, f);
+}
+
+fn elem_vec(s: hhtld_format::decode::ElemSlice<'_>) -> Vec<f32> {
+    (0..s.len()).map(|i| s.get_f32(i).unwrap()).collect()
+}
+
+/// The same plan read back through the reader crate: every palette entry,
+/// FisherZ value, basis value, code, scale, SlotL coefficient, raw byte and
+/// metadata entry, and `decode_row_into` equal to the spec formula.
+fn check_with_reader(p: &Plan, f: &[u8]) {
+    let file = hhtld_reader::HhtldFile::from_vec(f.to_vec()).expect("reader opens the file");
+    let h = file.view();
+    h.verify().expect("section CRCs");
+    assert_eq!(h.palette_count(), p.palettes.len());
+    for (i, pp) in p.palettes.iter().enumerate() {
+        let pv = h.palette(i).unwrap();
+        assert_eq!(
+            (pv.k(), pv.d(), pv.bits(), pv.elem()),
+            (pp.k, pp.d, pp.bits, pp.elem)
+        );
+        let stored = elem_vec(pv.entries());
+        assert_eq!(stored.len(), (1 << pp.bits) * pp.d);
+        for (j, v) in stored.iter().enumerate() {
+            let want = pp.values.get(j).map_or(0.0, |&x| round(x, pp.elem));
+            assert_eq!(v.to_bits(), want.to_bits(), "palette {i} element {j}");
+        }
+        match h.fisher_for_palette(i) {
+            Some(fz) => {
+                assert!(pp.fisher);
+                let rounded: Vec<f32> = pp.values.iter().map(|&x| round(x, pp.elem)).collect();
+                let (g, t) = fisher_z_table(&rounded, pp.k, pp.d).unwrap();
+                assert_eq!(fz.gamma().to_bits(), g.to_bits());
+                assert_eq!(fz.table(), t.as_slice());
+            }
+            None => assert!(!pp.fisher),
+        }
+    }
+    assert_eq!(h.basis_count(), p.bases.len());
+    for (b, (n, el, v)) in p.bases.iter().enumerate() {
+        let bv = h.basis(b).unwrap();
+        assert_eq!((bv.n_cols(), bv.elem(), bv.rows()), (*n, *el, 8));
+        let want: Vec<f32> = v.iter().map(|&x| round(x, *el)).collect();
+        assert!(same_bits(&elem_vec(bv.data()), &want));
+    }
+    assert_eq!(h.tensor_count(), p.encoded.len() + p.raw.len());
+    for e in &p.encoded {
+        let tv = h.tensor_by_name(&e.name).unwrap();
+        assert_eq!(tv.shape(), e.shape.as_slice());
+        assert_eq!(
+            (tv.dtype(), tv.regime(), tv.role()),
+            (e.dtype, e.regime, Role::MlpUp)
+        );
+        assert_eq!(tv.encoding(), hhtld_format::Encoding::Palette);
+        let (n_rows, n_cols) = matrix(&e.shape);
+        assert_eq!((tv.n_rows(), tv.n_cols()), (n_rows, n_cols));
+        let q = tv.quality();
+        assert_eq!(q.is_some(), e.quality.is_some());
+        if let (Some(q), Some(w)) = (q, e.quality) {
+            assert_eq!(
+                [q.rho_median, q.rho_p5, q.rho_min, q.rel_fro],
+                [w.rho_median, w.rho_p5, w.rho_min, w.rel_fro]
+            );
+        }
+        let mut out = vec![f32::NAN; n_cols];
+        let mut all = Vec::new();
+        for r in 0..n_rows {
+            let row = tv.row(r).unwrap();
+            for (s, (pi, codes)) in e.stages.iter().enumerate() {
+                let n_sub = n_cols.div_ceil(p.palettes[*pi].d);
+                for j in 0..n_sub {
+                    assert_eq!(row.code(s, j).map(u16::from), Some(codes[r * n_sub + j]));
+                }
+            }
+            assert_eq!(
+                row.scale().map(f32::to_bits),
+                e.scale.as_ref().map(|(el, v)| round(v[r], *el).to_bits())
+            );
+            assert_eq!(row.slot_l().copied(), e.slot.as_ref().map(|(_, c, _)| c[r]));
+            tv.decode_row_into(r, &mut out).unwrap();
+            let want = plan_decode_row(p, e, r);
+            assert!(
+                same_bits(&out, &want),
+                "{} row {r}: {out:?} vs {want:?}",
+                e.name
+            );
+            all.extend(want);
+        }
+        assert!(
+            same_bits(&tv.decode().unwrap(), &all),
+            "{} whole decode",
+            e.name
+        );
+    }
+    for r in &p.raw {
+        let tv = h.tensor_by_name(&r.name).unwrap();
+        assert_eq!((tv.dtype(), tv.regime()), (r.dtype, r.regime));
+        assert_eq!(tv.raw_bytes(), Some(r.bytes.as_slice()));
+    }
+    let mut meta: Vec<(&str, &str)> = h.metadata().collect();
+    let mut want: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in &p.metadata {
+        want.retain(|(wk, _)| wk != k);
+        want.push((k, v));
+    }
+    want.sort();
+    meta.sort();
+    assert_eq!(meta, want);
 }
 
 /// One cap violation injected into a valid plan.
