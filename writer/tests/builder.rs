@@ -694,3 +694,46 @@ fn max_k_palette_and_code_255_round_trip() {
     let row0 = naive_decode_row(&f, &p, t, 0);
     assert_eq!(row0, (128..256).rev().map(|i| i as f32).collect::<Vec<_>>());
 }
+
+#[test]
+fn report_from_layout_equals_the_writer_report() {
+    let mut w = mem();
+    build_full(&mut w);
+    let (f, rep) = done(w);
+    let layout = hhtld_format::parse(&f).unwrap();
+    assert_eq!(SizeReport::from_layout(&layout, &f), rep);
+}
+
+#[test]
+fn order_tensors_like_reorders_only_the_directory() {
+    let mut w = mem();
+    build_full(&mut w);
+    w.order_tensors_like(["scalar", "empty"]).unwrap();
+    let e = w.order_tensors_like(["nope"]).unwrap_err();
+    assert!(matches!(e, WriteError::UnknownTensor { .. }), "{e}");
+    let (f, rep) = done(w);
+    let p = spec_parse(&f);
+    hhtld_format::parse(&f).unwrap();
+    let names: Vec<&str> = p.tensors.iter().map(|t| t.name.as_str()).collect();
+    // Named first in the given order, the rest keep their order.
+    assert_eq!(names, vec!["scalar", "empty", "enc", "raw.i64"]);
+    let rep_names: Vec<&str> = rep.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(rep_names, names);
+    rep.check().unwrap();
+    // The sections are the same bytes as without reordering.
+    let mut m = mem();
+    build_full(&mut m);
+    let (g, _) = done(m);
+    let q = spec_parse(&g);
+    assert_eq!(p.sections.len(), q.sections.len());
+    for (a, b) in p
+        .sections
+        .iter()
+        .zip(&q.sections)
+        .filter(|(a, _)| a.kind != 1)
+    {
+        assert_eq!(&f[a.off..a.off + a.len], &g[b.off..b.off + b.len]);
+    }
+    let (t, u) = (p.tensor("enc"), q.tensor("enc"));
+    assert_eq!((t.data, t.scale, t.slot_l), (u.data, u.scale, u.slot_l));
+}

@@ -353,6 +353,11 @@ fn check_round_trip(p: &Plan) {
     }
     report.check().unwrap();
     assert_eq!(report.file_len, f.len() as u64);
+    let layout = hhtld_format::parse(&f).unwrap();
+    assert_eq!(
+        hhtld_writer::report::SizeReport::from_layout(&layout, &f),
+        report
+    );
     assert_eq!(report.tensors.len(), p.encoded.len() + p.raw.len());
 
     assert_eq!(parsed.palettes.len(), p.palettes.len());
