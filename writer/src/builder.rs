@@ -992,9 +992,14 @@ impl<W: Write + Seek> Writer<W> {
                     k,
                 });
             }
-            // ns * bits <= 8 * n_cols fits, as ns * 2 bytes of codes are in memory.
-            let cb = (ns * u64::from(bits)).div_ceil(8);
-            stride += cb;
+            // No multiplication: n_cols may be near u64::MAX when n_rows is 0.
+            let cb = if bits == 8 { ns } else { ns.div_ceil(2) };
+            stride = stride
+                .checked_add(cb)
+                .ok_or_else(|| WriteError::SizeOverflow {
+                    name: name(),
+                    what: "ENTRY row stride",
+                })?;
             plan.push((ns as usize, bits));
         }
         if let Some((elem, values)) = t.scale {
@@ -1065,7 +1070,6 @@ impl<W: Write + Seek> Writer<W> {
             self.emit_buf(&mut buf, false)?;
         }
         self.emit_buf(&mut buf, true)?;
-        debug_assert_eq!(self.written - self.section_start, v.n_rows * stride);
         own += self.written - self.section_start;
         let data = self.end_section(SectionKind::Entry)?;
 

@@ -193,6 +193,15 @@ pub enum WriteError {
         /// The shape.
         shape: Vec<u64>,
     },
+    /// A size derived from the shape overflows u64 (e.g. the ENTRY row
+    /// stride of a zero-row tensor with a huge row width).
+    #[error("tensor '{name}': {what} overflows u64")]
+    SizeOverflow {
+        /// Tensor name.
+        name: String,
+        /// Which size.
+        what: &'static str,
+    },
     /// A palette-encoded tensor whose dtype is not F16, BF16, F32 or F64.
     #[error("tensor '{name}': dtype {dtype} cannot be palette-encoded (F16, BF16, F32, F64 only)")]
     NotEncodable {

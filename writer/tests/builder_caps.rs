@@ -1110,3 +1110,33 @@ fn max_directory_bytes() {
     );
     still_valid(w);
 }
+
+#[test]
+fn zero_row_tensor_with_huge_rows() {
+    let mut w = mem();
+    let p = w.add_palette(pal(2, 1, 8)).unwrap();
+    // n_rows = 0, n_cols = 2^62: no codes, no bytes; one stage is a valid file.
+    let shape = [0u64, 1 << 62];
+    let one = [Stage {
+        palette: p,
+        codes: &[],
+    }];
+    w.add_encoded_tensor(enc("ok", &shape, &one)).unwrap();
+    // Four 8-bit stages of d = 1: the row stride 4 x 2^62 overflows u64.
+    let four = [Stage {
+        palette: p,
+        codes: &[],
+    }; 4];
+    let e = w.add_encoded_tensor(enc("big", &shape, &four)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::SizeOverflow {
+                what: "ENTRY row stride",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    still_valid(w);
+}
