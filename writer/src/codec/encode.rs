@@ -8,13 +8,13 @@ use rayon::prelude::*;
 
 use super::elem::{round_to_elem, Stored};
 use super::error::CodecError;
-use super::kmeans::{quantise, KmeansParams};
+use super::kmeans::{quantise, refit, KmeansParams};
 use super::pack::pack_stage_row;
 use super::slot::{coefficients, top_basis};
 use super::{CodecSpec, EncodedGroup, EncodedMatrix, Matrix, PaletteData, SlotData};
 
-/// Checks the group against the spec; returns `(n_cols, d)`.
-fn validate(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<(usize, usize), CodecError> {
+/// Checks the group against the spec; returns `n_cols`.
+fn validate(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<usize, CodecError> {
     spec.check()?;
     let first = tensors.first().ok_or(CodecError::EmptyGroup)?;
     let n_cols = first.n_cols;
@@ -38,7 +38,9 @@ fn validate(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<(usize, usize), 
             return Err(CodecError::ZeroWidth { tensor: t });
         }
     }
-    let d = spec.entry_width(n_cols)?;
+    for stage in 0..spec.stages {
+        spec.entry_width_of(spec.stage_shape(stage).d, n_cols)?;
+    }
     for (t, m) in tensors.iter().enumerate() {
         if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
             return Err(CodecError::NonFinite {
@@ -49,7 +51,7 @@ fn validate(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<(usize, usize), 
             });
         }
     }
-    Ok((n_cols, d))
+    Ok(n_cols)
 }
 
 /// `v` as a stored f16 row scale: overflow clamps to the largest f16, and a
@@ -93,20 +95,18 @@ fn scaled_err(x: &[f32], a: &[f32], s: f32) -> f64 {
 /// decoded row when that lowers the row's error. Rows whose width is not a
 /// multiple of `d` are encoded as if padded with zeros.
 pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedGroup, CodecError> {
-    let (n, d) = validate(tensors, spec)?;
-    let ns = n_sub(n, d);
-    let w = ns * d;
+    let n = validate(tensors, spec)?;
     let rows: Vec<&[f32]> = tensors
         .iter()
         .flat_map(|m| m.data.chunks_exact(n))
         .collect();
     let total = rows.len();
 
-    // Targets: rows (divided by their scale), zero-padded to w.
-    let mut target = vec![0f32; total * w];
+    // Targets: rows divided by their scale.
+    let mut target = vec![0f32; total * n];
     let mut scales = vec![1f32; total];
     target
-        .par_chunks_mut(w)
+        .par_chunks_mut(n)
         .zip(scales.par_iter_mut())
         .zip(rows.par_iter())
         .for_each(|((t, s), x)| {
@@ -119,40 +119,19 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
                     }
                 }
             } else {
-                t[..n].copy_from_slice(x);
+                t.copy_from_slice(x);
             }
         });
 
     // Residual stages; `acc` mirrors the kernel's running sum exactly.
-    let mut acc = vec![0f32; total * w];
-    let mut resid = vec![0f32; total * w];
-    let mut palettes = Vec::with_capacity(spec.stages);
-    let mut stage_codes = Vec::with_capacity(spec.stages);
+    let mut acc = vec![0f32; total * n];
+    let mut resid = Vec::new();
+    let mut palettes: Vec<PaletteData> = Vec::with_capacity(spec.stages);
+    let mut stage_codes: Vec<Vec<u8>> = Vec::with_capacity(spec.stages);
     for stage in 0..spec.stages {
-        resid
-            .par_chunks_mut(w)
-            .zip(target.par_chunks(w))
-            .zip(acc.par_chunks(w))
-            .for_each(|((r, t), a)| {
-                for ((o, &tv), &av) in r[..n].iter_mut().zip(&t[..n]).zip(&a[..n]) {
-                    *o = tv - av;
-                }
-            });
-        let elem = spec.elem;
-        let round = move |v: &mut [f32]| -> Result<(), CodecError> {
-            for x in v.iter_mut() {
-                let r = round_to_elem(*x, elem);
-                if !r.is_finite() {
-                    return Err(CodecError::ElemOverflow {
-                        stage,
-                        value: *x,
-                        elem,
-                    });
-                }
-                *x = r;
-            }
-            Ok(())
-        };
+        let shape = spec.stage_shape(stage);
+        let d = spec.entry_width_of(shape.d, n)?;
+        gather(&mut resid, &target, Some(&acc), n, d);
         let params = KmeansParams {
             seed: spec
                 .kmeans
@@ -160,25 +139,24 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
                 .wrapping_add((stage as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             ..spec.kmeans
         };
-        let (pal, codes) = quantise(&resid, d, spec.k, &params, &round)?;
-        acc.par_chunks_mut(w)
-            .zip(codes.par_chunks(ns.max(1)))
-            .for_each(|(a, c)| {
-                for (sub, &code) in a.chunks_exact_mut(d).zip(c) {
-                    let e = &pal[code as usize * d..code as usize * d + d];
-                    for (o, &v) in sub.iter_mut().zip(e) {
-                        *o += v;
-                    }
-                }
-            });
+        let (pal, codes) = quantise(&resid, d, shape.k, &params, &rounder(spec, stage))?;
+        add_stage(&mut acc, n, d, &pal, &codes, false);
         palettes.push(PaletteData {
             k: pal.len() / d,
             d,
-            bits: spec.bits,
+            bits: shape.bits,
             elem: spec.elem,
             values: pal,
         });
         stage_codes.push(codes);
+    }
+    if spec.stages > 1 && spec.kmeans.joint > 0 {
+        joint_refine(spec, n, &target, &mut palettes, &mut stage_codes)?;
+        // Rebuild the running sum in stage order, as the kernel adds.
+        acc.fill(0.0);
+        for (p, codes) in palettes.iter().zip(&stage_codes) {
+            add_stage(&mut acc, n, p.d, &p.values, codes, false);
+        }
     }
     drop(resid);
     drop(target);
@@ -187,10 +165,9 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
     if spec.row_scale {
         scales
             .par_iter_mut()
-            .zip(acc.par_chunks(w))
+            .zip(acc.par_chunks(n))
             .zip(rows.par_iter())
             .for_each(|((s, a), x)| {
-                let a = &a[..n];
                 let num: f64 = x.iter().zip(a).map(|(&p, &q)| p as f64 * q as f64).sum();
                 let den: f64 = a.iter().map(|&q| (q as f64).powi(2)).sum();
                 if den > 0.0 {
@@ -208,7 +185,7 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
     if spec.slot_l {
         let mut r = vec![0f32; total * n];
         r.par_chunks_mut(n)
-            .zip(acc.par_chunks(w))
+            .zip(acc.par_chunks(n))
             .zip(scales.par_iter())
             .zip(rows.par_iter())
             .for_each(|(((o, a), &s), x)| {
@@ -240,7 +217,11 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
         let r1 = r0 + m.n_rows;
         let codes = stage_codes
             .iter()
-            .map(|c| c[r0 * ns..r1 * ns].to_vec())
+            .zip(&palettes)
+            .map(|(c, p)| {
+                let ns = n_sub(n, p.d);
+                c[r0 * ns..r1 * ns].to_vec()
+            })
             .collect();
         let slot = spec.slot_l.then(|| quantise_slot(&coefs[r0..r1]));
         out.push(EncodedMatrix {
@@ -255,11 +236,104 @@ pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedG
     Ok(EncodedGroup {
         spec: *spec,
         n_cols: n,
-        d,
         palettes,
         basis,
         tensors: out,
     })
+}
+
+/// `acc += palette[code]` (or `-=` when `sub`) for every sub-vector, over
+/// the real columns only (a last partial sub-vector uses the head of its
+/// entry, as the kernel does), in parallel over rows.
+fn add_stage(acc: &mut [f32], n: usize, d: usize, pal: &[f32], codes: &[u8], sub: bool) {
+    let ns = n_sub(n, d);
+    acc.par_chunks_mut(n)
+        .zip(codes.par_chunks(ns.max(1)))
+        .for_each(|(a, c)| {
+            for (part, &code) in a.chunks_mut(d).zip(c) {
+                let e = &pal[code as usize * d..code as usize * d + d];
+                for (o, &v) in part.iter_mut().zip(e) {
+                    if sub {
+                        *o -= v;
+                    } else {
+                        *o += v;
+                    }
+                }
+            }
+        });
+}
+
+/// Fills `out` with the sub-vectors of width `d` of `target - acc` (rows of
+/// `n`, each zero-padded to `n_sub * d`).
+fn gather(out: &mut Vec<f32>, target: &[f32], acc: Option<&[f32]>, n: usize, d: usize) {
+    let w = n_sub(n, d) * d;
+    let total = target.len() / n;
+    out.clear();
+    out.resize(total * w, 0.0);
+    out.par_chunks_mut(w)
+        .zip(target.par_chunks(n))
+        .enumerate()
+        .for_each(|(r, (o, t))| match acc {
+            Some(a) => {
+                for ((ov, &tv), &av) in o.iter_mut().zip(t).zip(&a[r * n..r * n + n]) {
+                    *ov = tv - av;
+                }
+            }
+            None => o[..n].copy_from_slice(t),
+        });
+}
+
+/// The palette rounding of `spec` for stage `stage`: values rounded to the
+/// element type; one that overflows it is an error.
+fn rounder(spec: &CodecSpec, stage: usize) -> impl Fn(&mut [f32]) -> Result<(), CodecError> {
+    let elem = spec.elem;
+    move |v: &mut [f32]| {
+        for x in v.iter_mut() {
+            let r = round_to_elem(*x, elem);
+            if !r.is_finite() {
+                return Err(CodecError::ElemOverflow {
+                    stage,
+                    value: *x,
+                    elem,
+                });
+            }
+            *x = r;
+        }
+        Ok(())
+    }
+}
+
+/// Coordinate descent over the stages: each stage in turn is refitted to
+/// the target minus the sum of all other stages.
+fn joint_refine(
+    spec: &CodecSpec,
+    n: usize,
+    target: &[f32],
+    palettes: &mut [PaletteData],
+    stage_codes: &mut [Vec<u8>],
+) -> Result<(), CodecError> {
+    let mut others = vec![0f32; target.len()];
+    let mut resid = Vec::new();
+    for _ in 0..spec.kmeans.joint {
+        for s in 0..palettes.len() {
+            others.copy_from_slice(target);
+            for (t, (p, codes)) in palettes.iter().zip(stage_codes.iter()).enumerate() {
+                if t != s {
+                    add_stage(&mut others, n, p.d, &p.values, codes, true);
+                }
+            }
+            let d = palettes[s].d;
+            gather(&mut resid, &others, None, n, d);
+            refit(
+                &mut palettes[s].values,
+                &resid,
+                d,
+                &mut stage_codes[s],
+                &rounder(spec, s),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// One tensor's SlotL coefficients as i8 with one scale: `max |c| / 127`.
@@ -335,11 +409,11 @@ impl<'a> GroupDecoder<'a> {
         out: &mut [f32],
     ) -> Result<(), CodecError> {
         let g = self.group;
-        let ns = n_sub(g.n_cols, g.d);
         buf.clear();
         let mut bounds = Vec::with_capacity(g.palettes.len());
         for (s, p) in g.palettes.iter().enumerate() {
             let start = buf.len();
+            let ns = n_sub(g.n_cols, p.d);
             let len = stage_bytes(ns, p.bits);
             buf.resize(start + len, 0);
             let codes = m.codes.get(s).and_then(|c| c.get(row * ns..row * ns + ns));

@@ -58,6 +58,12 @@ pub struct KmeansParams {
     /// Extra passes over *all* sub-vectors after the sample fit: recompute
     /// the entries as means of everything assigned to them, then reassign.
     pub refine: usize,
+    /// Rounds of joint refinement of a multi-stage palette after the greedy
+    /// stage-by-stage fit: each stage in turn is refitted (entries = means,
+    /// then codes reassigned) to what the *other* stages leave. Each step
+    /// cannot raise the squared error before rounding; it recovers much of
+    /// what greedy residual stages lose.
+    pub joint: usize,
     /// Seed of the generator that draws the sample and the k-means++ seeds.
     pub seed: u64,
 }
@@ -68,6 +74,7 @@ impl Default for KmeansParams {
             sample: 1 << 17,
             iters: 20,
             refine: 0,
+            joint: 0,
             seed: 0x6868_746C_6400_0001,
         }
     }
@@ -343,6 +350,23 @@ fn update_d2(d2: &mut [f32], points: &[f32], d: usize, c: &[f32], init: bool) {
                 }
             }
         });
+}
+
+/// One Lloyd step over all `points` for a fixed number of entries: every
+/// entry with points becomes their mean, the palette is rounded, and every
+/// point is reassigned. Empty entries keep their values.
+pub(crate) fn refit(
+    centroids: &mut [f32],
+    points: &[f32],
+    d: usize,
+    codes: &mut [u8],
+    round: &dyn Fn(&mut [f32]) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
+    update(centroids, points, d, codes);
+    round(centroids)?;
+    let mut dists = vec![0f32; codes.len()];
+    assign(&Searcher::new(centroids, d), points, codes, &mut dists);
+    Ok(())
 }
 
 /// Fits a palette of at most `k` entries of width `d` to `points`, rounds

@@ -11,6 +11,7 @@ mod pack;
 mod quality;
 mod slot;
 
+use hhtld_format::decode::n_sub;
 use hhtld_format::limits::{MAX_PALETTE_D, MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 pub use hhtld_format::ElemType;
 
@@ -44,8 +45,23 @@ pub struct CodecSpec {
     pub slot_l: bool,
     /// Element type of the palettes and the basis.
     pub elem: ElemType,
+    /// Shape of stages 1.. when it differs from stage 0's (`d`, `bits`,
+    /// `k` above); `None` repeats stage 0's shape. The format lets every
+    /// stage have its own palette shape, e.g. a cheap wide second stage.
+    pub later: Option<StageShape>,
     /// k-means tuning.
     pub kmeans: KmeansParams,
+}
+
+/// The palette shape of one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageShape {
+    /// Entry width; 0 means the whole row.
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Palette entries wanted, `1..=2^bits`.
+    pub k: usize,
 }
 
 impl CodecSpec {
@@ -60,6 +76,7 @@ impl CodecSpec {
             row_scale: false,
             slot_l: false,
             elem: ElemType::Bf16,
+            later: None,
             kmeans: KmeansParams::default(),
         }
     }
@@ -89,31 +106,51 @@ impl CodecSpec {
         CodecSpec { slot_l, ..self }
     }
 
+    /// The palette shape of stage `stage`.
+    pub fn stage_shape(&self, stage: usize) -> StageShape {
+        match (stage, self.later) {
+            (1.., Some(later)) => later,
+            _ => StageShape {
+                d: self.d,
+                bits: self.bits,
+                k: self.k,
+            },
+        }
+    }
+
     /// Checks the fields that do not depend on the data.
     pub fn check(&self) -> Result<(), CodecError> {
-        if self.bits != 4 && self.bits != 8 {
-            return Err(CodecError::Bits { bits: self.bits });
-        }
-        let max = (1usize << self.bits).min(MAX_PALETTE_K);
-        if self.k == 0 || self.k > max {
-            return Err(CodecError::K {
-                k: self.k,
-                bits: self.bits,
-                max,
-            });
-        }
         if self.stages == 0 || self.stages > MAX_STAGES {
             return Err(CodecError::Stages {
                 stages: self.stages,
                 max: MAX_STAGES,
             });
         }
+        for stage in 0..self.stages {
+            let sh = self.stage_shape(stage);
+            if sh.bits != 4 && sh.bits != 8 {
+                return Err(CodecError::Bits { bits: sh.bits });
+            }
+            let max = (1usize << sh.bits).min(MAX_PALETTE_K);
+            if sh.k == 0 || sh.k > max {
+                return Err(CodecError::K {
+                    k: sh.k,
+                    bits: sh.bits,
+                    max,
+                });
+            }
+        }
         Ok(())
     }
 
-    /// The entry width used for rows of `n_cols` columns.
+    /// Stage 0's entry width for rows of `n_cols` columns.
     pub fn entry_width(&self, n_cols: usize) -> Result<usize, CodecError> {
-        let d = if self.d == 0 { n_cols } else { self.d };
+        self.entry_width_of(self.d, n_cols)
+    }
+
+    /// The entry width that `d` (0 = whole row) means for rows of `n_cols`.
+    pub fn entry_width_of(&self, d: usize, n_cols: usize) -> Result<usize, CodecError> {
+        let d = if d == 0 { n_cols } else { d };
         if d == 0 || d > n_cols || d > MAX_PALETTE_D {
             return Err(CodecError::Width {
                 d,
@@ -245,8 +282,6 @@ pub struct EncodedGroup {
     pub spec: CodecSpec,
     /// Shared row width.
     pub n_cols: usize,
-    /// Effective entry width (`spec.d`, or `n_cols` for a row palette).
-    pub d: usize,
     /// One palette per stage.
     pub palettes: Vec<PaletteData>,
     /// SlotL basis, `8 * n_cols` values row-major, rounded to `spec.elem`.
@@ -293,10 +328,9 @@ impl StoredSize {
 impl EncodedGroup {
     /// Bytes per row in the ENTRY section: every stage's packed codes.
     pub fn row_stride(&self) -> usize {
-        let ns = hhtld_format::decode::n_sub(self.n_cols, self.d);
         self.palettes
             .iter()
-            .map(|p| encode::stage_bytes(ns, p.bits))
+            .map(|p| encode::stage_bytes(n_sub(self.n_cols, p.d), p.bits))
             .sum()
     }
 
@@ -307,12 +341,12 @@ impl EncodedGroup {
             tensor,
             count: self.tensors.len(),
         })?;
-        let ns = hhtld_format::decode::n_sub(self.n_cols, self.d);
         let stride = self.row_stride();
         let mut out = vec![0u8; m.n_rows * stride];
         for (r, row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
             let mut off = 0;
             for (codes, p) in m.codes.iter().zip(&self.palettes) {
+                let ns = n_sub(self.n_cols, p.d);
                 let len = encode::stage_bytes(ns, p.bits);
                 pack_stage_row(
                     &codes[r * ns..r * ns + ns],

@@ -124,7 +124,7 @@ fn row_palette_is_exact_for_few_distinct_rows_and_shrinks_k() {
         &CodecSpec::row_palette(),
     )
     .unwrap();
-    assert_eq!(g.d, cols);
+    assert_eq!(g.palettes[0].d, cols);
     assert_eq!(g.palettes[0].k, 5);
     assert_eq!(g.tensors[0].codes[0].len(), 30);
     assert_eq!(g.row_stride(), 1);
@@ -191,6 +191,26 @@ fn kernel_decode_matches_the_bytes_for_every_option() {
                 .with_row_scale(true)
         },
         CodecSpec::vq(8, 1).with_slot_l(true),
+        CodecSpec {
+            later: Some(StageShape {
+                d: 5,
+                bits: 4,
+                k: 16,
+            }),
+            kmeans: KmeansParams {
+                joint: 2,
+                ..KmeansParams::default()
+            },
+            ..CodecSpec::vq(2, 3).with_row_scale(true)
+        },
+        CodecSpec {
+            later: Some(StageShape {
+                d: 0,
+                bits: 8,
+                k: 7,
+            }),
+            ..CodecSpec::vq(4, 2)
+        },
     ];
     for spec in specs {
         let g = encode_group(
@@ -208,8 +228,13 @@ fn kernel_decode_matches_the_bytes_for_every_option() {
             reconstruct(&g, t, 3, &mut row).unwrap();
             assert_eq!(row, dt[3 * 21..4 * 21]);
         }
-        for p in &g.palettes {
-            assert!(p.k <= spec.k && p.values.len() == p.k * p.d);
+        for (s, p) in g.palettes.iter().enumerate() {
+            let shape = spec.stage_shape(s);
+            assert_eq!(
+                (p.d, p.bits),
+                (if shape.d == 0 { 21 } else { shape.d }, shape.bits)
+            );
+            assert!(p.k <= shape.k && p.values.len() == p.k * p.d);
             assert!(p.values.iter().all(|&v| round_to_elem(v, spec.elem) == v));
         }
     }
@@ -227,6 +252,27 @@ fn residual_stages_reduce_the_error() {
         last = q.rel_fro;
     }
     assert!(last < 0.2, "{last}");
+}
+
+#[test]
+fn joint_refinement_does_not_lose_to_greedy_stages() {
+    let a = rand_matrix(300, 24, 14);
+    let m = Matrix::new(&a, 300, 24).unwrap();
+    let greedy = CodecSpec {
+        k: 32,
+        elem: ElemType::F32,
+        ..CodecSpec::vq(4, 2)
+    };
+    let joint = CodecSpec {
+        kmeans: KmeansParams {
+            joint: 3,
+            ..greedy.kmeans
+        },
+        ..greedy
+    };
+    let qg = row_quality(&m, &decode_all(&encode_group(&[m], &greedy).unwrap())[0]).unwrap();
+    let qj = row_quality(&m, &decode_all(&encode_group(&[m], &joint).unwrap())[0]).unwrap();
+    assert!(qj.rel_fro < qg.rel_fro, "{} !< {}", qj.rel_fro, qg.rel_fro);
 }
 
 #[test]
