@@ -136,6 +136,27 @@ fn file_len_message(header: u64, actual: u64, table_end: Option<u64>) -> String 
     }
 }
 
+fn table_offset_message(
+    table_offset: u64,
+    table_len: u64,
+    file_len: u64,
+    expected: Option<u64>,
+) -> String {
+    match expected {
+        Some(e) => format!("section table is at offset {table_offset}, expected {e} (64, or align64 of the end of the last section)"),
+        None => format!(
+            "section table at offset {table_offset} ({table_len} bytes) does not lie inside the file ({file_len} bytes) after the 64-byte header"
+        ),
+    }
+}
+
+fn len_text(expected: Option<u64>) -> String {
+    match expected {
+        Some(e) => e.to_string(),
+        None => "more than 2^64".to_string(),
+    }
+}
+
 fn dir_size_message(section: u32, length: u64, expected: Option<u64>, max: u64) -> String {
     match expected {
         Some(e) if e > max => format!(
@@ -200,15 +221,20 @@ pub enum FormatError {
         /// End of the section table (`table_offset + 32 x section_count`), `None` on overflow.
         table_end: Option<u64>,
     },
-    /// The table does not start right after the last section.
-    #[error("section table is at offset {table_offset}, but the sections end at {sections_end}, so it must be at {expected} [R-TABLE-OFFSET]")]
+    /// The table lies outside the file (or over the header), or does not
+    /// start right after the last section.
+    #[error("{} [R-TABLE-OFFSET]", table_offset_message(*table_offset, *table_len, *file_len, *expected))]
     TableOffset {
         /// `table_offset` from the header.
         table_offset: u64,
-        /// End of the sections walked so far (saturating).
-        sections_end: u64,
-        /// `align64(sections_end)`, or 64 without sections (saturating).
-        expected: u64,
+        /// `32 x section_count`.
+        table_len: u64,
+        /// Real length of the file.
+        file_len: u64,
+        /// Where the table must start (`align64` of the end of the last
+        /// section, or 64 without sections); `None` when the table does not
+        /// lie inside the file after the header.
+        expected: Option<u64>,
     },
     /// A count exceeds its limit.
     #[error("{place}: {field} is {value}, over the limit of {max} (offset {offset}) [R-LIMIT]")]
@@ -263,12 +289,12 @@ pub enum FormatError {
         expected: u64,
     },
     /// An alignment padding byte is not zero.
-    #[error("padding byte at offset {offset} (before {}) is not zero [R-PADDING]", match before { Some(s) => format!("section {s}"), None => "the section table".to_string() })]
+    #[error("padding byte at offset {offset} after section {after} is not zero [R-PADDING]")]
     PaddingNotZero {
         /// File offset of the first non-zero byte.
         offset: u64,
-        /// The section the padding precedes; `None` for the table.
-        before: Option<u32>,
+        /// The section the padding follows.
+        after: u32,
     },
     /// Not exactly one DIRECTORY or STRINGS, or more than one METADATA.
     #[error("file has {count} {} sections, expected {} [R-SECTION-COUNT]", kind.name(), if *kind == SectionKind::Metadata { "at most 1" } else { "exactly 1" })]
@@ -453,7 +479,7 @@ pub enum FormatError {
         requirement: &'static str,
     },
     /// A RAW section of the wrong length.
-    #[error("{tensor}: RAW section {section} has {length} bytes, expected {expected} (numel x dtype size) [R-RAW-LEN]")]
+    #[error("{tensor}: RAW section {section} has {length} bytes, expected {} (numel x dtype size) [R-RAW-LEN]", len_text(*expected))]
     RawLen {
         /// The tensor.
         tensor: TensorId,
@@ -461,8 +487,8 @@ pub enum FormatError {
         section: u32,
         /// Actual length.
         length: u64,
-        /// Required length.
-        expected: u64,
+        /// Required length; `None` when it exceeds u64.
+        expected: Option<u64>,
     },
     /// A stage palette wider than the row.
     #[error("{tensor}: stage {stage} uses palette {palette} with d = {d}, wider than n_cols = {n_cols} [R-PALETTE-FIT]")]
@@ -479,7 +505,7 @@ pub enum FormatError {
         n_cols: u64,
     },
     /// An ENTRY section of the wrong length.
-    #[error("{tensor}: ENTRY section {section} has {length} bytes, expected {expected} (n_rows {n_rows} x stride {stride}) [R-ENTRY-LEN]")]
+    #[error("{tensor}: ENTRY section {section} has {length} bytes, expected {} (n_rows {n_rows} x stride {stride}) [R-ENTRY-LEN]", len_text(*expected))]
     EntryLen {
         /// The tensor.
         tensor: TensorId,
@@ -487,15 +513,15 @@ pub enum FormatError {
         section: u32,
         /// Actual length.
         length: u64,
-        /// Required length.
-        expected: u64,
+        /// Required length; `None` when it exceeds u64.
+        expected: Option<u64>,
         /// Rows.
         n_rows: u64,
         /// Code bytes per row.
         stride: u64,
     },
     /// A SCALE section of the wrong length.
-    #[error("{tensor}: SCALE section {section} has {length} bytes, expected {expected} (n_rows x scale elem size) [R-SCALE-LEN]")]
+    #[error("{tensor}: SCALE section {section} has {length} bytes, expected {} (n_rows x scale elem size) [R-SCALE-LEN]", len_text(*expected))]
     ScaleLen {
         /// The tensor.
         tensor: TensorId,
@@ -503,8 +529,8 @@ pub enum FormatError {
         section: u32,
         /// Actual length.
         length: u64,
-        /// Required length.
-        expected: u64,
+        /// Required length; `None` when it exceeds u64.
+        expected: Option<u64>,
     },
     /// A basis whose width differs from the tensor's.
     #[error("{tensor}: basis {basis} has n_cols {basis_n_cols}, but the tensor has n_cols {n_cols} [R-BASIS-FIT]")]
@@ -519,7 +545,7 @@ pub enum FormatError {
         n_cols: u64,
     },
     /// A SLOT_L section of the wrong length.
-    #[error("{tensor}: SLOT_L section {section} has {length} bytes, expected {expected} (n_rows x 8) [R-SLOT-L-LEN]")]
+    #[error("{tensor}: SLOT_L section {section} has {length} bytes, expected {} (n_rows x 8) [R-SLOT-L-LEN]", len_text(*expected))]
     SlotLLen {
         /// The tensor.
         tensor: TensorId,
@@ -527,8 +553,8 @@ pub enum FormatError {
         section: u32,
         /// Actual length.
         length: u64,
-        /// Required length.
-        expected: u64,
+        /// Required length; `None` when it exceeds u64.
+        expected: Option<u64>,
     },
     /// A quality value out of range, or non-zero without `HAS_QUALITY`.
     #[error("{tensor}: {field} = {value} {requirement} [R-QUALITY]")]

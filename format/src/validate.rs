@@ -8,6 +8,7 @@
 //! been checked against the bytes actually present.
 
 use core::ops::Range;
+use std::collections::HashMap;
 
 use zerocopy::little_endian::U64;
 use zerocopy::FromBytes;
@@ -369,28 +370,38 @@ fn parse_header(bytes: &[u8]) -> Result<(&Header, Range<usize>), FormatError> {
         });
     }
     let count = header.section_count.get();
+    if count as usize > MAX_SECTIONS {
+        return Err(limit(
+            Place::Header,
+            "section_count",
+            count,
+            MAX_SECTIONS,
+            32,
+        ));
+    }
     let table_offset = header.table_offset.get();
-    let table_end = u64::from(count)
-        .checked_mul(SECTION_ENTRY_LEN as u64)
-        .and_then(|n| n.checked_add(table_offset));
+    let table_len = u64::from(count) * SECTION_ENTRY_LEN as u64; // < 2^28
+    let table_end = table_offset.checked_add(table_len);
     let file_len = header.file_len.get();
-    // The CRC covers the table, so the table must be present to check it.
+    // The CRC covers the table, so the table must lie in the file to check
+    // it; when it does not, the header's lengths or offset are wrong.
     let table = match table_end {
-        Some(end) if end <= len => (table_offset as usize)..(end as usize),
-        _ if file_len == len && count as usize > MAX_SECTIONS => {
-            return Err(limit(
-                Place::Header,
-                "section_count",
-                count,
-                MAX_SECTIONS,
-                32,
-            ))
+        Some(end) if end <= len && table_offset >= HEADER_LEN as u64 => {
+            (table_offset as usize)..(end as usize)
         }
-        _ => {
+        _ if file_len != len => {
             return Err(FormatError::FileLen {
                 header: file_len,
                 actual: len,
                 table_end,
+            })
+        }
+        _ => {
+            return Err(FormatError::TableOffset {
+                table_offset,
+                table_len,
+                file_len: len,
+                expected: None,
             })
         }
     };
@@ -413,15 +424,6 @@ fn parse_header(bytes: &[u8]) -> Result<(&Header, Range<usize>), FormatError> {
             table_end,
         });
     }
-    if count as usize > MAX_SECTIONS {
-        return Err(limit(
-            Place::Header,
-            "section_count",
-            count,
-            MAX_SECTIONS,
-            32,
-        ));
-    }
     Ok((header, table))
 }
 
@@ -435,7 +437,7 @@ fn limit(place: Place, field: &'static str, value: u32, max: usize, offset: usiz
     }
 }
 
-/// Section table checks: entries, layout, padding.
+/// Section table checks: entries and layout, then padding.
 fn parse_table(
     bytes: &[u8],
     header: &Header,
@@ -450,18 +452,18 @@ fn parse_table(
         }
     })?;
     let table_offset = table.start;
+    let table_err = |expected: u64| FormatError::TableOffset {
+        table_offset: u64_of(table_offset),
+        table_len: u64_of(table.len()),
+        file_len: u64_of(bytes.len()),
+        expected: Some(expected),
+    };
     // The table is present in the file, so this allocation is bounded by its bytes.
     let mut sections = Vec::with_capacity(entries.len());
-    let mut end = HEADER_LEN; // end of the previous section
+    let mut expected = HEADER_LEN; // where the next section must start
     for (i, e) in entries.iter().enumerate() {
         let idx = i as u32; // i < section_count, a u32
         let entry_off = table_offset + i * SECTION_ENTRY_LEN;
-        reserved(
-            Place::SectionEntry(idx),
-            "reserved",
-            entry_off + 24,
-            e.reserved.as_ref(),
-        )?;
         let raw_kind = e.kind.get();
         let flags = e.flags.get();
         let kind = SectionKind::from_raw(raw_kind);
@@ -484,7 +486,12 @@ fn parse_table(
                 kind: raw_kind,
             });
         }
-        let expected = if i == 0 { HEADER_LEN } else { aligned(end) };
+        reserved(
+            Place::SectionEntry(idx),
+            "reserved",
+            entry_off + 24,
+            e.reserved.as_ref(),
+        )?;
         let offset = e.offset.get();
         if offset != u64_of(expected) {
             return Err(FormatError::SectionOffset {
@@ -493,31 +500,43 @@ fn parse_table(
                 expected: u64_of(expected),
             });
         }
-        let sec_end = offset.saturating_add(e.length.get());
-        if sec_end > u64_of(table_offset) {
-            return Err(table_offset_error(table_offset, sec_end));
+        let end = offset.saturating_add(e.length.get());
+        if end > u64_of(table_offset) {
+            // The section overlaps what follows it: the next section's offset
+            // rule names that, or the table's for the last section.
+            let next = align64(end).unwrap_or(u64::MAX);
+            return Err(match entries.get(i + 1) {
+                Some(n) => FormatError::SectionOffset {
+                    section: idx + 1,
+                    offset: n.offset.get(),
+                    expected: next,
+                },
+                None => table_err(next),
+            });
         }
-        let sec_end = sec_end as usize; // <= table_offset, a usize
-        check_padding(bytes, end..expected, Some(idx))?;
+        let end = end as usize; // <= table_offset, a usize
         sections.push(Section {
             kind,
             raw_kind,
             flags,
             crc32: e.crc32.get(),
             offset: expected,
-            length: sec_end - expected,
+            length: end - expected,
         });
-        end = sec_end;
+        expected = aligned(end);
     }
-    let expected = if sections.is_empty() {
-        HEADER_LEN
-    } else {
-        aligned(end)
-    };
     if table_offset != expected {
-        return Err(table_offset_error(table_offset, u64_of(end)));
+        return Err(table_err(u64_of(expected)));
     }
-    check_padding(bytes, end..expected, None)?;
+    for (i, s) in sections.iter().enumerate() {
+        let end = s.offset + s.length;
+        if let Some(p) = bytes.get(end..aligned(end)).and_then(first_nonzero) {
+            return Err(FormatError::PaddingNotZero {
+                offset: u64_of(end + p),
+                after: i as u32,
+            });
+        }
+    }
     Ok(sections)
 }
 
@@ -526,29 +545,6 @@ fn aligned(x: usize) -> usize {
     // x <= table_offset < file length, so this cannot overflow in practice;
     // saturating keeps it total.
     x.checked_add(63).map_or(usize::MAX, |v| v & !63)
-}
-
-fn table_offset_error(table_offset: usize, sections_end: u64) -> FormatError {
-    FormatError::TableOffset {
-        table_offset: u64_of(table_offset),
-        sections_end,
-        expected: if sections_end <= HEADER_LEN as u64 {
-            HEADER_LEN as u64
-        } else {
-            align64(sections_end).unwrap_or(u64::MAX)
-        },
-    }
-}
-
-fn check_padding(bytes: &[u8], gap: Range<usize>, before: Option<u32>) -> Result<(), FormatError> {
-    let start = gap.start;
-    match bytes.get(gap).and_then(first_nonzero) {
-        Some(p) => Err(FormatError::PaddingNotZero {
-            offset: u64_of(start + p),
-            before,
-        }),
-        None => Ok(()),
-    }
 }
 
 /// R-SECTION-COUNT; returns the DIRECTORY, STRINGS and METADATA indices.
@@ -734,11 +730,6 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
             "section",
             small_place,
         )?;
-        let elem = ElemType::from_raw(r.elem).ok_or(FormatError::BadEnum {
-            place: Place::Palette(idx),
-            field: "elem",
-            value: r.elem,
-        })?;
         let (k, d, bits) = (r.k.get(), r.d.get(), r.bits);
         let bits_ok = bits == 4 || bits == 8;
         if !bits_ok
@@ -754,6 +745,11 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
                 bits,
             });
         }
+        let elem = ElemType::from_raw(r.elem).ok_or(FormatError::BadEnum {
+            place: Place::Palette(idx),
+            field: "elem",
+            value: r.elem,
+        })?;
         let d = d as usize;
         // <= 256 x 65536 x 4, no overflow.
         let want = (1usize << bits) * d * elem.size();
@@ -788,11 +784,6 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
             "section",
             small_place,
         )?;
-        let elem = ElemType::from_raw(r.elem).ok_or(FormatError::BadEnum {
-            place: Place::Basis(idx),
-            field: "elem",
-            value: r.elem,
-        })?;
         let (rows, n_cols) = (r.rows.get(), r.n_cols.get());
         if usize::from(rows) != SLOT_L_DIMS || n_cols == 0 {
             return Err(FormatError::BasisFields {
@@ -801,6 +792,11 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
                 n_cols,
             });
         }
+        let elem = ElemType::from_raw(r.elem).ok_or(FormatError::BadEnum {
+            place: Place::Basis(idx),
+            field: "elem",
+            value: r.elem,
+        })?;
         let want = u64::from(n_cols) * (SLOT_L_DIMS * elem.size()) as u64;
         if u64_of(range.len()) != want {
             return Err(FormatError::BasisLen {
@@ -873,6 +869,8 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
 
     let strings = layout.sections[layout.strings as usize].range();
     let mut tensors: Vec<Tensor> = Vec::with_capacity(nt);
+    // R-NAME-DUP: names seen so far, borrowed from the file.
+    let mut seen: HashMap<&[u8], u32> = HashMap::with_capacity(nt);
     for (i, r) in tensor_recs.iter().enumerate() {
         let cx = TensorCx {
             bytes,
@@ -883,40 +881,17 @@ fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), FormatError>
             bases: &bases,
             earlier: &tensors,
         };
-        let t = cx.parse(r, &mut refs)?;
+        let t = cx.parse(r, &mut refs, &mut seen)?;
         tensors.push(t);
     }
 
-    // R-NAME-DUP: hash every name once, sort the hashes, and compare bytes
-    // only within runs of equal hashes. Names are never copied, and the work
-    // is one pass over the name bytes plus a sort of integers (a sort by the
-    // names themselves costs up to log(n) x MAX_NAME_LEN per name).
-    let name_of = |i: u32| &bytes[tensors[i as usize].name.clone()];
-    let mut by_name: Vec<(u64, u32)> = (0..nt as u32).map(|i| (name_hash(name_of(i)), i)).collect();
+    // Lookup index: names hashed once and sorted as integers, never copied.
+    let mut by_name: Vec<(u64, u32)> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (name_hash(&bytes[t.name.clone()]), i as u32))
+        .collect();
     by_name.sort_unstable();
-    let mut dup: Option<(u32, u32)> = None; // (later tensor, first tensor)
-    for run in by_name.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
-        for (j, &(_, later)) in run.iter().enumerate() {
-            // The run is in index order, so the first match is the first tensor.
-            let first = run[..j]
-                .iter()
-                .map(|&(_, i)| i)
-                .find(|&i| name_of(i) == name_of(later));
-            if let Some(first) = first {
-                dup = match dup {
-                    Some((t, _)) if t < later => dup,
-                    _ => Some((later, first)),
-                };
-            }
-        }
-    }
-    if let Some((tensor, first)) = dup {
-        return Err(FormatError::NameDup {
-            tensor,
-            first,
-            name: String::from_utf8_lossy(name_of(tensor)).into_owned(),
-        });
-    }
 
     for (i, (s, by)) in layout.sections.iter().zip(&refs.by).enumerate() {
         if let (Some(kind), None) = (s.kind, by) {
@@ -946,22 +921,27 @@ fn name_hash(name: &[u8]) -> u64 {
 }
 
 /// What a tensor record is checked against.
-struct TensorCx<'a> {
+struct TensorCx<'a, 'e> {
     bytes: &'a [u8],
     index: u32,
     record_offset: usize,
     strings: Range<usize>,
-    palettes: &'a [Palette],
-    bases: &'a [Basis],
-    earlier: &'a [Tensor],
+    palettes: &'e [Palette],
+    bases: &'e [Basis],
+    earlier: &'e [Tensor],
 }
 
 fn f32_field(v: f32) -> String {
     format!("{v}")
 }
 
-impl TensorCx<'_> {
-    fn parse(&self, r: &TensorRecord, refs: &mut Refs<'_>) -> Result<Tensor, FormatError> {
+impl<'a> TensorCx<'a, '_> {
+    fn parse(
+        &self,
+        r: &TensorRecord,
+        refs: &mut Refs<'_>,
+        seen: &mut HashMap<&'a [u8], u32>,
+    ) -> Result<Tensor, FormatError> {
         let unnamed = TensorId {
             index: self.index,
             name: None,
@@ -973,7 +953,16 @@ impl TensorCx<'_> {
             &r.reserved,
         )?;
         let name = self.name(r)?;
-        let name_str = core::str::from_utf8(&self.bytes[name.clone()]).unwrap_or("");
+        let name_bytes = &self.bytes[name.clone()];
+        let name_str = core::str::from_utf8(name_bytes).unwrap_or("");
+        if let Some(&first) = seen.get(name_bytes) {
+            return Err(FormatError::NameDup {
+                tensor: self.index,
+                first,
+                name: name_str.to_owned(),
+            });
+        }
+        seen.insert(name_bytes, self.index);
         let id = TensorId {
             index: self.index,
             name: Some(name_str.to_owned()),
@@ -1092,15 +1081,13 @@ impl TensorCx<'_> {
                 }
             }
             t.data = refs.claim(r.data.get(), SectionKind::Raw, site, "data", place)?;
-            let want = numel
-                .checked_mul(dtype.size())
-                .ok_or_else(|| shape_err("numel x dtype size overflows"))?;
-            if t.data.len() != want {
+            let want = product(numel, dtype.size());
+            if len_of(&t.data) != want {
                 return Err(FormatError::RawLen {
                     tensor: id,
                     section: r.data.get(),
                     length: u64_of(t.data.len()),
-                    expected: u64_of(want),
+                    expected: want,
                 });
             }
             return Ok(t);
@@ -1182,15 +1169,13 @@ impl TensorCx<'_> {
         t.n_stages = r.n_stages;
         t.stride = stride;
         t.data = refs.claim(r.data.get(), SectionKind::Entry, site, "data", place)?;
-        let want = n_rows
-            .checked_mul(stride)
-            .ok_or_else(|| shape_err("n_rows x stride overflows"))?;
-        if t.data.len() != want {
+        let want = product(n_rows, stride);
+        if len_of(&t.data) != want {
             return Err(FormatError::EntryLen {
                 tensor: id,
                 section: r.data.get(),
                 length: u64_of(t.data.len()),
-                expected: u64_of(want),
+                expected: want,
                 n_rows: u64_of(n_rows),
                 stride: u64_of(stride),
             });
@@ -1200,15 +1185,13 @@ impl TensorCx<'_> {
             let elem = ElemType::from_raw(r.scale_elem)
                 .ok_or_else(|| bad_enum("scale_elem", r.scale_elem))?;
             let range = refs.claim(r.scale.get(), SectionKind::Scale, site, "scale", place)?;
-            let want = n_rows
-                .checked_mul(elem.size())
-                .ok_or_else(|| shape_err("n_rows x scale size overflows"))?;
-            if range.len() != want {
+            let want = product(n_rows, elem.size());
+            if len_of(&range) != want {
                 return Err(FormatError::ScaleLen {
                     tensor: id,
                     section: r.scale.get(),
                     length: u64_of(range.len()),
-                    expected: u64_of(want),
+                    expected: want,
                 });
             }
             t.scale = Some(ScaleRef {
@@ -1249,15 +1232,13 @@ impl TensorCx<'_> {
                 });
             }
             let range = refs.claim(r.slot_l.get(), SectionKind::SlotL, site, "slot_l", place)?;
-            let want = n_rows
-                .checked_mul(SLOT_L_DIMS)
-                .ok_or_else(|| shape_err("n_rows x 8 overflows"))?;
-            if range.len() != want {
+            let want = product(n_rows, SLOT_L_DIMS);
+            if len_of(&range) != want {
                 return Err(FormatError::SlotLLen {
                     tensor: id,
                     section: r.slot_l.get(),
                     length: u64_of(range.len()),
-                    expected: u64_of(want),
+                    expected: want,
                 });
             }
             if !slot_scale.is_finite() {
@@ -1391,6 +1372,16 @@ impl TensorCx<'_> {
         let fit = |v: u64| usize::try_from(v).map_err(|_| err("size does not fit in usize"));
         Ok((fit(n_rows)?, fit(n_cols)?, fit(numel)?))
     }
+}
+
+/// `a x b`, `None` past u64: a length that no section can have, so the
+/// length rule (not R-SHAPE) rejects it, as the spec's unbounded arithmetic does.
+fn product(a: usize, b: usize) -> Option<u64> {
+    u64_of(a).checked_mul(u64_of(b))
+}
+
+fn len_of(r: &Range<usize>) -> Option<u64> {
+    Some(u64_of(r.len()))
 }
 
 const STAGE_FIELDS: [&str; MAX_STAGES] = [

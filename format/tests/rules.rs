@@ -184,7 +184,7 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         }),
     ));
     v.push((
-        "R-FILE-LEN",
+        "R-TABLE-OFFSET",
         "table_offset points past the end",
         patched(|b| {
             header_mut(b).table_offset = U64::new(1 << 40);
@@ -225,10 +225,16 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }));
     v.push((
         "R-TABLE-OFFSET",
-        "section length overflows",
+        "last section length overflows",
         patched(|b| {
-            entry_mut(b, 2).length = U64::new(u64::MAX);
+            let n = header_mut(b).section_count.get() as usize;
+            entry_mut(b, n - 1).length = U64::new(u64::MAX);
         }),
+    ));
+    v.push((
+        "R-TABLE-OFFSET",
+        "table_offset inside the header",
+        patched(|b| header_mut(b).table_offset = U64::new(32)),
     ));
 
     v.push((
@@ -297,6 +303,30 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         patched(|b| entry_mut(b, 0).offset = U64::new(0)),
     ));
 
+    v.push((
+        "R-SECTION-OFFSET",
+        "section 2 runs past the table: named by section 3",
+        patched(|b| entry_mut(b, 2).length = U64::new(u64::MAX)),
+    ));
+    // Check order where one edit breaks two rules (matches spec/check_vectors.py).
+    v.push((
+        "R-LIMIT",
+        "section_count over the limit with a wrong file_len",
+        patched(|b| {
+            let h = header_mut(b);
+            h.section_count = U32::new(MAX_SECTIONS as u32 + 1);
+            h.file_len = U64::new(1);
+        }),
+    ));
+    v.push((
+        "R-SECTION-KIND",
+        "kind 0 and a reserved byte: kind first",
+        patched(|b| {
+            let e = entry_mut(b, 1);
+            e.kind = U16::new(0);
+            e.reserved = U64::new(1);
+        }),
+    ));
     v.push(("R-PADDING", "padding after the strings", {
         let mut b = good.clone();
         let (o, l) = section_span(&mut b, STRINGS as usize);
@@ -630,8 +660,8 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         }),
     ));
     v.push((
-        "R-SHAPE",
-        "numel x dtype size overflows",
+        "R-RAW-LEN",
+        "numel x dtype size overflows u64",
         with(|m| {
             m.tensors[2].shape[0] = U64::new(1 << 62);
             m.tensors[2].shape[1] = U64::new(1);
