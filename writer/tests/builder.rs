@@ -737,3 +737,111 @@ fn order_tensors_like_reorders_only_the_directory() {
     let (t, u) = (p.tensor("enc"), q.tensor("enc"));
     assert_eq!((t.data, t.scale, t.slot_l), (u.data, u.scale, u.slot_l));
 }
+
+#[test]
+fn sections_larger_than_the_write_chunk() {
+    // Sections of many sizes around the 64 KiB buffering chunk, so buffered,
+    // direct and mixed writes all happen; CRCs and layout must still hold.
+    let mut w = mem();
+    let wide: Vec<f32> = (0..16 * 40_000).map(|i| (i % 97) as f32 * 0.01).collect();
+    let pw = w
+        .add_palette(PaletteSpec {
+            k: 16,
+            d: 40_000,
+            bits: 4,
+            elem: ElemType::Bf16,
+            values: &wide,
+        })
+        .unwrap();
+    let v: Vec<f32> = (0..256).map(|i| i as f32 - 128.0).collect();
+    let p = w
+        .add_palette(PaletteSpec {
+            k: 256,
+            d: 1,
+            bits: 8,
+            elem: ElemType::F32,
+            values: &v,
+        })
+        .unwrap();
+    let (rows, cols) = (300usize, 1000usize);
+    let codes: Vec<u16> = (0..rows * cols).map(|i| (i * 7919 % 256) as u16).collect();
+    let scales: Vec<f32> = (0..rows).map(|r| 1.0 + r as f32 / 64.0).collect();
+    w.add_encoded_tensor(EncodedTensor {
+        name: "big",
+        dtype: Dtype::F32,
+        shape: &[rows as u64, cols as u64],
+        role: Role::MlpUp,
+        regime: Regime::Argmax,
+        stages: &[Stage {
+            palette: p,
+            codes: &codes,
+        }],
+        scale: Some((ElemType::F32, &scales)),
+        slot_l: None,
+        quality: None,
+    })
+    .unwrap();
+    let wcodes: Vec<u16> = (0..3).map(|i| i as u16 * 5).collect();
+    w.add_encoded_tensor(EncodedTensor {
+        name: "wide",
+        dtype: Dtype::F16,
+        shape: &[3, 40_000],
+        role: Role::TokenEmbedding,
+        regime: Regime::Index,
+        stages: &[Stage {
+            palette: pw,
+            codes: &wcodes,
+        }],
+        scale: None,
+        slot_l: None,
+        quality: None,
+    })
+    .unwrap();
+    for (i, n) in [1usize, 65_535, 65_536, 65_537, 200_003]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+        w.add_raw_tensor(RawTensor {
+            name: &format!("raw{i}"),
+            dtype: Dtype::U8,
+            shape: &[n as u64],
+            role: Role::Other,
+            regime: Regime::Passthrough,
+            bytes: &bytes,
+        })
+        .unwrap();
+    }
+    let (f, rep) = done(w);
+    let p = spec_parse(&f);
+    hhtld_format::parse(&f).unwrap();
+    rep.check().unwrap();
+    let file = hhtld_reader::HhtldFile::from_vec(f.clone()).unwrap();
+    let h = file.view();
+    h.verify().unwrap();
+    let t = h.tensor_by_name("big").unwrap();
+    let mut out = vec![0f32; cols];
+    for r in [0, 137, rows - 1] {
+        t.decode_row_into(r, &mut out).unwrap();
+        let want: Vec<f32> = (0..cols)
+            .map(|c| (((r * cols + c) * 7919 % 256) as f32 - 128.0) * scales[r])
+            .collect();
+        assert_eq!(out, want, "row {r}");
+        assert_eq!(naive_decode_row(&f, &p, p.tensor("big"), r), want);
+    }
+    let tw = h.tensor_by_name("wide").unwrap();
+    let mut out = vec![0f32; 40_000];
+    tw.decode_row_into(2, &mut out).unwrap();
+    let want: Vec<f32> = (0..40_000)
+        .map(|c| bf16::from_f32(((10 * 40_000 + c) % 97) as f32 * 0.01).to_f32())
+        .collect();
+    assert_eq!(out, want);
+    for (i, n) in [1usize, 65_535, 65_536, 65_537, 200_003]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+        let t = h.tensor_by_name(&format!("raw{i}")).unwrap();
+        assert_eq!(t.raw_bytes(), Some(bytes.as_slice()));
+    }
+}
