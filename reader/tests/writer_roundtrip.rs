@@ -1,7 +1,12 @@
 //! Files made by the real writer (`hhtld_writer::builder::Writer`) read back
 //! through the reader: every value written is the value read.
 
+#[path = "../../format/tests/common/mod.rs"]
+mod asm;
+
 use std::io::Cursor;
+
+use asm::pattern;
 
 use half::f16;
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role};
@@ -10,15 +15,6 @@ use hhtld_writer::builder::{
     round_to_elem, EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
 };
 use zerocopy::IntoBytes;
-
-/// Deterministic values in [-2, 2).
-fn pattern(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0
-        })
-        .collect()
-}
 
 struct Written {
     bytes: Vec<u8>,
