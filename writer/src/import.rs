@@ -1099,16 +1099,22 @@ pub fn role_from_name(name: &str) -> Role {
     }
 }
 
+/// Narrowest row a quality gate can judge: per-row Pearson rho needs at
+/// least two values per row, and is noise below a handful.
+pub const MIN_GATED_COLS: u64 = 8;
+
 /// Regime the rules give a tensor of this role, dtype and shape: passthrough
 /// for non-encodable dtypes, fewer than 2 dimensions, fewer than
-/// [`SMALL_TENSOR_NUMEL`] elements, norms and biases; index for embeddings
-/// and `lm_head`; argmax otherwise.
+/// [`SMALL_TENSOR_NUMEL`] elements, rows narrower than [`MIN_GATED_COLS`]
+/// (no per-row gate is meaningful there), norms and biases; index for
+/// embeddings and `lm_head`; argmax otherwise.
 pub fn default_regime(role: Role, dtype: Dtype, shape: &[u64]) -> Regime {
     let numel = shape
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d))
         .unwrap_or(u64::MAX);
-    if !dtype.is_encodable_float() || shape.len() < 2 || numel < SMALL_TENSOR_NUMEL {
+    let narrow = matrix_dims(shape).is_none_or(|(_, cols)| cols < MIN_GATED_COLS);
+    if !dtype.is_encodable_float() || shape.len() < 2 || numel < SMALL_TENSOR_NUMEL || narrow {
         return Regime::Passthrough;
     }
     match role {

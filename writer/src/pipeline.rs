@@ -128,6 +128,16 @@ pub fn describe_spec(s: &CodecSpec) -> String {
     out
 }
 
+/// `spec` with its entry width narrowed to rows of `n_cols` columns, so a
+/// tensor narrower than `d` (say one column) still gets a palette codec.
+pub fn fit_width(spec: CodecSpec, n_cols: u64) -> CodecSpec {
+    let n = usize::try_from(n_cols).unwrap_or(usize::MAX).max(1);
+    CodecSpec {
+        d: if spec.d == 0 { 0 } else { spec.d.min(n) },
+        ..spec
+    }
+}
+
 /// The codecs tried after `spec` misses its gate, finest last: more stages
 /// (up to `MAX_STAGES`), then 8-bit codes (4-bit codecs move to 8-bit; 8-bit
 /// vector codecs move to a scalar 8-bit palette with row scales), then raw
@@ -440,7 +450,7 @@ fn encode_one_group<W: Write + Seek>(
     let first = &tensors[group[0]];
     let regime = first.class.regime;
     let gate = gate_for(regime);
-    let spec = opts.profile.codec(regime);
+    let spec = fit_width(opts.profile.codec(regime), first.info.matrix_dims().1);
     let codec_err = |source| EncodeError::Codec {
         tensor: first.info.name.clone(),
         source,

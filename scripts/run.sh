@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job (README): fetch all-MiniLM-L6-v2, encode it with a profile
+# (default: fidelity), inspect the result and verify it against the original.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=${1:-fidelity}
+model=$(scripts/fetch_model.sh)
+cargo build --release --quiet
+out=target/minilm-$profile.hhtld
+target/release/hhtld encode "$model" -o "$out" --profile "$profile"
+target/release/hhtld inspect --verify "$out"
+# Exit status 1 here means a tensor misses its gate (expected for hhtl).
+target/release/hhtld verify "$out" --against "$model" | tail -n 1

@@ -1,0 +1,314 @@
+//! The `hhtld` command on synthetic models: encode, inspect, decode and
+//! verify end to end, odd shapes, empty inputs, exit codes and error lines.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde_json::Value;
+
+fn hhtld(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hhtld"))
+        .args(args)
+        .output()
+        .expect("run hhtld")
+}
+
+fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Deterministic weights with some structure: a smooth row pattern plus a
+/// per-row offset, so a codec has something real to fit.
+fn weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let noise = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            ((i % 97) as f32 * 0.013).sin() * 0.05 + noise * 0.08
+        })
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes a safetensors file of `(name, dtype, shape, bytes)`.
+fn write_model(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, &None, path).unwrap();
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+}
+
+fn odd_model(dir: &Dir) -> String {
+    let wide = weights(300 * 70, 1); // 70 columns: not a multiple of d = 4
+    let cube = weights(40 * 8 * 16, 2); // 3-D
+    let one_row = weights(4096 + 6, 3); // a single row
+    let one_col = weights(5000, 4); // one column
+    let ids: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
+    let bias = weights(70, 5);
+    write_model(
+        &dir.path("in.safetensors"),
+        &[
+            ("model.wide.weight", Dtype::F32, vec![300, 70], f32_bytes(&wide)),
+            ("model.cube.weight", Dtype::F32, vec![40, 8, 16], f32_bytes(&cube)),
+            ("model.row.weight", Dtype::F32, vec![1, 4102], f32_bytes(&one_row)),
+            ("model.col.weight", Dtype::F32, vec![5000, 1], f32_bytes(&one_col)),
+            ("model.position_ids", Dtype::I64, vec![1, 512], ids),
+            ("model.wide.bias", Dtype::F32, vec![70], f32_bytes(&bias)),
+        ],
+    );
+    dir.s("in.safetensors")
+}
+
+#[test]
+fn odd_shapes_encode_decode_and_verify_end_to_end() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    let enc = hhtld(&["encode", &input, "-o", &out, "--json"]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let summary = stdout_json(&enc);
+    let by_name = |n: &str| {
+        summary["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} missing from summary"))
+    };
+    // Every encoded tensor meets its gate (fallbacks allowed) and says so.
+    for t in summary["tensors"].as_array().unwrap() {
+        if t["regime"] != "passthrough" {
+            assert_eq!(t["passed"], Value::Bool(true), "{t}");
+        }
+    }
+    assert_eq!(by_name("model.position_ids")["regime"], "passthrough");
+    assert_eq!(by_name("model.wide.weight")["regime"], "argmax");
+    assert_eq!(by_name("model.cube.weight")["regime"], "argmax");
+
+    let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
+    let names: Vec<&str> = ins["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    // Directory order is the model's order (by data offset in the input).
+    let model = hhtld_writer::import::SafetensorsModel::open(&input).unwrap();
+    let want: Vec<String> = model.tensors().map(|t| t.name).collect();
+    assert_eq!(names, want);
+    let cube = ins["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "model.cube.weight")
+        .unwrap();
+    assert_eq!(cube["shape"], serde_json::json!([40, 8, 16]));
+    assert!(ins["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["crc_ok"] == Value::Bool(true)));
+
+    let ver = hhtld(&["verify", &out, "--against", &input, "--json"]);
+    assert!(ver.status.success(), "{}", String::from_utf8_lossy(&ver.stdout));
+    assert_eq!(stdout_json(&ver)["failed"], 0);
+
+    let dec = dir.s("dec.safetensors");
+    let d = hhtld(&["decode", &out, "-o", &dec]);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let bytes = std::fs::read(&dec).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let orig_bytes = std::fs::read(&input).unwrap();
+    let orig = safetensors::SafeTensors::deserialize(&orig_bytes).unwrap();
+    assert_eq!(st.len(), orig.len());
+    for (name, o) in orig.tensors() {
+        let t = st.tensor(&name).unwrap();
+        assert_eq!(t.shape(), o.shape(), "{name}");
+        assert_eq!(t.dtype(), o.dtype(), "{name}");
+        if name == "model.position_ids" || name == "model.wide.bias" {
+            assert_eq!(t.data(), o.data(), "passthrough {name} must be bit-exact");
+        }
+    }
+    // The same order of tensors in the data section as the original.
+    let order = |s: &safetensors::SafeTensors<'_>| {
+        let mut v: Vec<(usize, String)> = s
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (t.data().as_ptr() as usize, n))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+    };
+    assert_eq!(order(&st), order(&orig));
+
+    // --dtype bf16 converts encoded tensors only.
+    let dec16 = dir.s("dec16.safetensors");
+    assert!(hhtld(&["decode", &out, "-o", &dec16, "--dtype", "bf16"]).status.success());
+    let b16 = std::fs::read(&dec16).unwrap();
+    let st16 = safetensors::SafeTensors::deserialize(&b16).unwrap();
+    assert_eq!(st16.tensor("model.wide.weight").unwrap().dtype(), Dtype::BF16);
+    assert_eq!(st16.tensor("model.position_ids").unwrap().dtype(), Dtype::I64);
+}
+
+#[test]
+fn an_input_with_no_tensors_gives_a_valid_empty_file() {
+    let dir = Dir::new();
+    let input = dir.path("empty.safetensors");
+    write_model(&input, &[]);
+    let out = dir.s("empty.hhtld");
+    let enc = hhtld(&["encode", input.to_str().unwrap(), "-o", &out]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
+    assert_eq!(ins["totals"]["tensors"], 0);
+    assert!(hhtld(&["verify", &out]).status.success());
+    let dec = dir.s("empty.dec.safetensors");
+    assert!(hhtld(&["decode", &out, "-o", &dec]).status.success());
+    let b = std::fs::read(&dec).unwrap();
+    assert_eq!(safetensors::SafeTensors::deserialize(&b).unwrap().len(), 0);
+}
+
+#[test]
+fn bad_files_give_one_error_line_and_status_2() {
+    let dir = Dir::new();
+    let junk = dir.path("junk.hhtld");
+    std::fs::write(&junk, b"not an hhtld file at all, just some bytes that are long enough to pass 64").unwrap();
+    for args in [
+        vec!["inspect", junk.to_str().unwrap()],
+        vec!["inspect", "--json", junk.to_str().unwrap()],
+        vec!["verify", junk.to_str().unwrap()],
+        vec!["decode", junk.to_str().unwrap(), "-o", "/nonexistent-dir/x"],
+        vec!["inspect", "/nonexistent/file.hhtld"],
+    ] {
+        let o = hhtld(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("hhtld: error: "), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(o.stdout.is_empty());
+    }
+    // The magic is named in the message.
+    let o = hhtld(&["inspect", junk.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("magic"), "{:?}", o);
+}
+
+#[test]
+fn a_flipped_byte_is_reported_by_verify_and_inspect_verify() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    assert!(hhtld(&["encode", &input, "-o", &out]).status.success());
+    let mut bytes = std::fs::read(&out).unwrap();
+    // Flip a byte in the middle of the first section (past the 64-byte header).
+    bytes[100] ^= 0x40;
+    std::fs::write(&out, &bytes).unwrap();
+    for args in [vec!["verify", &out], vec!["inspect", "--verify", &out]] {
+        let o = hhtld(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("CRC") || err.contains("crc"), "{err}");
+        assert!(err.contains("section 0"), "{err}");
+    }
+}
+
+#[test]
+fn require_gates_fails_when_a_gate_is_missed_and_output_still_lands() {
+    let dir = Dir::new();
+    // A token embedding whose rows are independent noise: a row palette of
+    // 256 entries (hhtl) cannot reproduce 2000 distinct rows.
+    let emb = weights(2000 * 64, 9);
+    let input = dir.path("emb.safetensors");
+    write_model(
+        &input,
+        &[("model.embed_tokens.weight", Dtype::F32, vec![2000, 64], f32_bytes(&emb))],
+    );
+    let out = dir.s("emb.hhtld");
+    let o = hhtld(&["encode", input.to_str().unwrap(), "-o", &out, "--profile", "hhtl", "--require-gates", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout_json(&o);
+    assert_eq!(s["gate_failures"], serde_json::json!(["model.embed_tokens.weight"]));
+    assert!(Path::new(&out).exists(), "the file is written even when gates are missed");
+    // verify --against agrees from scratch.
+    let v = hhtld(&["verify", &out, "--against", input.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    // The same input under the default profile passes (fallbacks allowed).
+    let ok = hhtld(&["encode", input.to_str().unwrap(), "-o", &out, "--require-gates"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+}
+
+#[test]
+fn role_overrides_apply_and_unknown_names_are_rejected() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    let o = hhtld(&["encode", &input, "-o", &out, "--role", "model.wide.weight=token_embedding", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout_json(&o);
+    let wide = s["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "model.wide.weight")
+        .unwrap();
+    assert_eq!(wide["role"], "token_embedding");
+    assert_eq!(wide["regime"], "index");
+    let bad = hhtld(&["encode", &input, "-o", &out, "--role", "no.such.tensor=attn_q"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no.such.tensor"));
+}
+
+#[test]
+fn fisher_z_on_request_adds_one_table_per_palette() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    assert!(hhtld(&["encode", &input, "-o", &out, "--fisher-z"]).status.success());
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
+    let palettes = ins["palettes"].as_array().unwrap();
+    assert!(!palettes.is_empty());
+    assert!(palettes.iter().all(|p| p["fisher_z"] == Value::Bool(true)));
+    assert_eq!(ins["fisher_z"].as_array().unwrap().len(), palettes.len());
+    let by_kind: HashMap<String, u64> = ins["totals"]["by_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kind"].as_str().unwrap().to_string(), k["bytes"].as_u64().unwrap()))
+        .collect();
+    // FisherZ bytes are counted: k*k per palette.
+    let want: u64 = palettes
+        .iter()
+        .map(|p| p["k"].as_u64().unwrap().pow(2))
+        .sum();
+    assert_eq!(by_kind["fisher_z"], want);
+}
