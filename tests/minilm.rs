@@ -1,0 +1,163 @@
+//! The main job on the real model, all-MiniLM-L6-v2: encode, inspect,
+//! verify against the original, decode and read the result back with the
+//! official Python `safetensors` package. The model is fetched (and its
+//! sha256 checked) by `scripts/fetch_model.sh` into the cache on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cached model path; `HHTLD_MODEL` (set by scripts/test.sh) or the
+/// fetch script.
+fn model() -> &'static str {
+    static M: OnceLock<String> = OnceLock::new();
+    M.get_or_init(|| {
+        if let Ok(m) = std::env::var("HHTLD_MODEL") {
+            return m;
+        }
+        let o = Command::new(root().join("scripts/fetch_model.sh"))
+            .output()
+            .expect("run scripts/fetch_model.sh");
+        assert!(o.status.success(), "fetch failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    })
+}
+
+fn hhtld(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hhtld"))
+        .args(args)
+        .output()
+        .expect("run hhtld")
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&o.stderr))
+    })
+}
+
+fn tmp(dir: &tempfile::TempDir, name: &str) -> String {
+    let p: PathBuf = dir.path().join(name);
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmp(&dir, "minilm.hhtld");
+    let enc = hhtld(&["encode", model(), "-o", &out, "--json"]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let s = json_of(&enc);
+
+    // Every encoded tensor passes its gate, with the profile's own codec.
+    let tensors = s["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 104);
+    let encoded: Vec<&Value> = tensors.iter().filter(|t| t["regime"] != "passthrough").collect();
+    assert_eq!(encoded.len(), 39);
+    for t in &encoded {
+        assert_eq!(t["passed"], Value::Bool(true), "{t}");
+    }
+    assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
+    let enc_ratio = s["encoded_ratio"].as_f64().unwrap();
+    let file_ratio = s["file_ratio"].as_f64().unwrap();
+    assert!(enc_ratio >= 3.9, "encoded tensors at {enc_ratio:.3}:1");
+    assert!(file_ratio >= 3.5, "whole file at {file_ratio:.3}:1");
+
+    // inspect shows the stored quality without the original, and agrees on
+    // the size accounting with the encoder.
+    let ins = json_of(&hhtld(&["inspect", "--json", "--verify", &out]));
+    for t in ins["tensors"].as_array().unwrap() {
+        if t["encoding"] == "palette" {
+            let q = &t["quality"];
+            assert!(q["rho_median"].as_f64().unwrap() >= 0.95, "{t}");
+            assert!(q["rel_fro"].as_f64().unwrap() > 0.0, "{t}");
+        }
+    }
+    assert_eq!(ins["totals"]["file_bytes"], s["size"]["file_len"]);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        ins["file_len"].as_u64().unwrap()
+    );
+
+    // verify --against recomputes every gate from the original.
+    let v = hhtld(&["verify", &out, "--against", model(), "--json"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(json_of(&v)["failed"], 0);
+
+    // decode, then the official Python package reads it and re-measures.
+    let dec = tmp(&dir, "minilm.dec.safetensors");
+    let d = hhtld(&["decode", &out, "-o", &dec]);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let ins_path = tmp(&dir, "inspect.json");
+    std::fs::write(&ins_path, serde_json::to_vec(&ins).unwrap()).unwrap();
+    let py = Command::new("python3")
+        .arg(root().join("tests/python/check_decoded.py"))
+        .args([model(), &dec, &ins_path])
+        .output()
+        .expect("python3");
+    let report = String::from_utf8_lossy(&py.stdout);
+    assert!(py.status.success(), "{report}{}", String::from_utf8_lossy(&py.stderr));
+    assert!(report.contains("65 bit-exact, 39 over their gate, 0 problems"), "{report}");
+}
+
+#[test]
+fn hhtl_profile_reports_its_gate_misses_honestly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmp(&dir, "hhtl.hhtld");
+    let enc = hhtld(&["encode", model(), "-o", &out, "--profile", "hhtl", "--require-gates", "--json"]);
+    assert_eq!(enc.status.code(), Some(1), "{}", String::from_utf8_lossy(&enc.stderr));
+    let s = json_of(&enc);
+    let emb = s["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "embeddings.word_embeddings.weight")
+        .unwrap();
+    // The row palette cannot reconstruct the embeddings (median rho ~0.45).
+    assert_eq!(emb["passed"], Value::Bool(false));
+    assert!(emb["rho_median"].as_f64().unwrap() < 0.7, "{emb}");
+    assert!(emb["codec"].as_str().unwrap().contains("slotL"), "{emb}");
+    let failures = s["gate_failures"].as_array().unwrap();
+    assert!(failures.len() >= 37, "{} failures", failures.len());
+    // Every palette has a FisherZ table, and its bytes are counted.
+    let ins = json_of(&hhtld(&["inspect", "--json", &out]));
+    let palettes = ins["palettes"].as_array().unwrap();
+    assert!(palettes.iter().all(|p| p["fisher_z"] == Value::Bool(true)));
+    let fz = ins["totals"]["by_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "fisher_z")
+        .unwrap()["bytes"]
+        .as_u64()
+        .unwrap();
+    let want: u64 = palettes.iter().map(|p| p["k"].as_u64().unwrap().pow(2)).sum();
+    assert_eq!(fz, want);
+    // verify --against agrees, from scratch.
+    let v = hhtld(&["verify", &out, "--against", model()]);
+    assert_eq!(v.status.code(), Some(1));
+}
+
+#[test]
+fn compact_profile_is_smaller_and_meets_every_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmp(&dir, "compact.hhtld");
+    let enc = hhtld(&["encode", model(), "-o", &out, "--profile", "compact", "--require-gates", "--json"]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let s = json_of(&enc);
+    assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
+    let argmax = s["regimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["regime"] == "argmax")
+        .unwrap();
+    let ratio = argmax["ratio"].as_f64().unwrap();
+    assert!(ratio > 4.5, "compact argmax ratio {ratio:.2}:1");
+}
