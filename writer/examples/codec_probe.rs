@@ -34,6 +34,8 @@ const PRESETS: &[(&str, &str)] = &[
     ("spal4x2", "d1.b4.k16.s2"),
     ("vq-d4x1-rs", "d4.s1.rs"),
     ("vq-d8x2-rs", "d8.s2.rs"),
+    ("compact", "d4.s2.rs.jt2+d48.b4.k16"),
+    ("index-compact", "d4.s2.rs.jt2+d8.b8.k256"),
     ("hhtl", "d0.s1"),
     ("hhtl-slot", "d0.s1.slot"),
 ];
@@ -137,6 +139,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if !per_tensor {
         per_group = true;
+    }
+
+    // The presets named after library profiles must be those profiles.
+    for (name, spec) in [
+        ("compact", CodecSpec::compact()),
+        ("index-compact", CodecSpec::index_compact()),
+        ("vq-d4x2-rs", CodecSpec::fidelity()),
+    ] {
+        if parse_profile(name)? != spec {
+            return Err(format!("preset {name} differs from the library profile").into());
+        }
     }
 
     let bytes = std::fs::read(path)?;

@@ -490,6 +490,27 @@ mod tests {
     }
 
     #[test]
+    fn empty_entries_move_to_the_furthest_points() {
+        // Entry 2 sits far from every point, so it ends up empty and must be
+        // re-seeded onto the point furthest from its own entry (9.0).
+        let pts = [0.0f32, 0.1, 0.2, 5.0, 5.1, 9.0];
+        let mut cent = vec![0.0f32, 5.0, 1000.0];
+        let mut codes = vec![0u8; 6];
+        let mut dists = vec![0f32; 6];
+        assign(&Searcher::new(&cent, 1), &pts, &mut codes, &mut dists);
+        assert_eq!(codes, [0, 0, 0, 1, 1, 1]);
+        let empty = update(&mut cent, &pts, 1, &codes);
+        assert_eq!(empty, vec![2]);
+        reseed(&mut cent, &empty, &pts, 1, &dists);
+        assert_eq!(cent[2], 9.0);
+        assert!((cent[1] - 19.1 / 3.0).abs() < 1e-6);
+        // With every point on an entry there is nothing to move to.
+        let mut cent = vec![1.0f32, 2.0, 7.0];
+        reseed(&mut cent, &[2], &[1.0, 2.0], 1, &[0.0, 0.0]);
+        assert_eq!(cent, [1.0, 2.0, 7.0]);
+    }
+
+    #[test]
     fn sampling_is_uniform_enough_and_deterministic() {
         let pts: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
         let a = sample(&pts, 1, 1000, &mut SplitMix64::new(1));
