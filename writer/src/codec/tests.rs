@@ -133,27 +133,35 @@ fn row_palette_is_exact_for_few_distinct_rows_and_shrinks_k() {
 
 #[test]
 fn encoding_is_deterministic_and_independent_of_thread_count() {
-    let a = rand_matrix(300, 36, 3);
+    // 40 000 sub-vectors: several fixed-size chunks in every parallel
+    // reduction, and a sample smaller than the data.
+    let (rows, cols) = (2000, 40);
+    let a = rand_matrix(rows, cols, 3);
     let spec = CodecSpec {
+        later: Some(StageShape {
+            d: 8,
+            bits: 4,
+            k: 16,
+        }),
         kmeans: KmeansParams {
-            sample: 2000, // below the 2700 sub-vectors: exercises sampling
+            sample: 30_000,
+            iters: 8,
+            joint: 1,
             ..KmeansParams::default()
         },
-        ..CodecSpec::vq(4, 2).with_row_scale(true).with_slot_l(true)
+        ..CodecSpec::vq(2, 2).with_row_scale(true).with_slot_l(true)
     };
+    let m = Matrix::new(&a, rows, cols).unwrap();
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &spec).unwrap())
+            .install(|| encode_group(&[m], &spec).unwrap())
     };
     let one = run(1);
     assert_eq!(one, run(3));
-    assert_eq!(
-        one,
-        encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &spec).unwrap()
-    );
+    assert_eq!(one, encode_group(&[m], &spec).unwrap());
     let other_seed = CodecSpec {
         kmeans: KmeansParams {
             seed: 99,
@@ -163,9 +171,7 @@ fn encoding_is_deterministic_and_independent_of_thread_count() {
     };
     assert_ne!(
         one.palettes,
-        encode_group(&[Matrix::new(&a, 300, 36).unwrap()], &other_seed)
-            .unwrap()
-            .palettes
+        encode_group(&[m], &other_seed).unwrap().palettes
     );
 }
 
