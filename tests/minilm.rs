@@ -24,7 +24,11 @@ fn model() -> &'static str {
         let o = Command::new(root().join("scripts/fetch_model.sh"))
             .output()
             .expect("run scripts/fetch_model.sh");
-        assert!(o.status.success(), "fetch failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "fetch failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap().trim().to_string()
     })
 }
@@ -38,7 +42,10 @@ fn hhtld(args: &[&str]) -> Output {
 
 fn json_of(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&o.stderr))
+        panic!(
+            "not JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
     })
 }
 
@@ -52,13 +59,20 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
     let dir = tempfile::tempdir().unwrap();
     let out = tmp(&dir, "minilm.hhtld");
     let enc = hhtld(&["encode", model(), "-o", &out, "--json"]);
-    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     let s = json_of(&enc);
 
     // Every encoded tensor passes its gate, with the profile's own codec.
     let tensors = s["tensors"].as_array().unwrap();
     assert_eq!(tensors.len(), 104);
-    let encoded: Vec<&Value> = tensors.iter().filter(|t| t["regime"] != "passthrough").collect();
+    let encoded: Vec<&Value> = tensors
+        .iter()
+        .filter(|t| t["regime"] != "passthrough")
+        .collect();
     assert_eq!(encoded.len(), 39);
     for t in &encoded {
         assert_eq!(t["passed"], Value::Bool(true), "{t}");
@@ -102,16 +116,37 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
         .output()
         .expect("python3");
     let report = String::from_utf8_lossy(&py.stdout);
-    assert!(py.status.success(), "{report}{}", String::from_utf8_lossy(&py.stderr));
-    assert!(report.contains("65 bit-exact, 39 over their gate, 0 problems"), "{report}");
+    assert!(
+        py.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert!(
+        report.contains("65 bit-exact, 39 over their gate, 0 problems"),
+        "{report}"
+    );
 }
 
 #[test]
 fn hhtl_profile_reports_its_gate_misses_honestly() {
     let dir = tempfile::tempdir().unwrap();
     let out = tmp(&dir, "hhtl.hhtld");
-    let enc = hhtld(&["encode", model(), "-o", &out, "--profile", "hhtl", "--require-gates", "--json"]);
-    assert_eq!(enc.status.code(), Some(1), "{}", String::from_utf8_lossy(&enc.stderr));
+    let enc = hhtld(&[
+        "encode",
+        model(),
+        "-o",
+        &out,
+        "--profile",
+        "hhtl",
+        "--require-gates",
+        "--json",
+    ]);
+    assert_eq!(
+        enc.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     let s = json_of(&enc);
     let emb = s["tensors"]
         .as_array()
@@ -137,7 +172,10 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
         .unwrap()["bytes"]
         .as_u64()
         .unwrap();
-    let want: u64 = palettes.iter().map(|p| p["k"].as_u64().unwrap().pow(2)).sum();
+    let want: u64 = palettes
+        .iter()
+        .map(|p| p["k"].as_u64().unwrap().pow(2))
+        .sum();
     assert_eq!(fz, want);
     // verify --against agrees, from scratch.
     let v = hhtld(&["verify", &out, "--against", model()]);
@@ -148,8 +186,21 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
 fn compact_profile_is_smaller_and_meets_every_gate() {
     let dir = tempfile::tempdir().unwrap();
     let out = tmp(&dir, "compact.hhtld");
-    let enc = hhtld(&["encode", model(), "-o", &out, "--profile", "compact", "--require-gates", "--json"]);
-    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let enc = hhtld(&[
+        "encode",
+        model(),
+        "-o",
+        &out,
+        "--profile",
+        "compact",
+        "--require-gates",
+        "--json",
+    ]);
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     let s = json_of(&enc);
     assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
     let argmax = s["regimes"]
@@ -159,5 +210,5 @@ fn compact_profile_is_smaller_and_meets_every_gate() {
         .find(|r| r["regime"] == "argmax")
         .unwrap();
     let ratio = argmax["ratio"].as_f64().unwrap();
-    assert!(ratio > 4.5, "compact argmax ratio {ratio:.2}:1");
+    assert!(ratio >= 7.0, "compact argmax ratio {ratio:.2}:1");
 }
