@@ -1005,6 +1005,16 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         h.file_len = U64::new(n);
         Ok(())
     })?;
+    o.bytes("r-table-offset.outside-file", "R-TABLE-OFFSET", |b| {
+        // file_len is right, the table would start at the end of the file.
+        let n = b.len() as u64;
+        header(b)?.table_offset = U64::new(n);
+        Ok(())
+    })?;
+    o.bytes("r-table-offset.in-header", "R-TABLE-OFFSET", |b| {
+        header(b)?.table_offset = U64::new(0);
+        Ok(())
+    })?;
     o.bytes("r-table-offset.section-past-table", "R-TABLE-OFFSET", |b| {
         let e = entry(b, 16)?;
         e.length = U64::new(e.length.get() + 65);
@@ -1018,6 +1028,12 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         header(b)?.section_count = U32::new(MAX_SECTIONS as u32 + 1);
         Ok(())
     })?;
+    {
+        // The count is checked before the table is looked for (spec 7, step 1).
+        let mut b = base[..base.len() - 32].to_vec();
+        header(&mut b)?.section_count = U32::new(u32::MAX);
+        o.add("r-limit.short-file", "R-LIMIT", b);
+    }
     o.edit("r-limit.tensor-count", "R-LIMIT", |e| {
         e.dir_header()?.tensor_count = U32::new(MAX_TENSORS as u32 + 1);
         Ok(())
@@ -1068,6 +1084,12 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
     o.bytes("r-section-offset", "R-SECTION-OFFSET", |b| {
         let e = entry(b, 1)?;
         e.offset = U64::new(e.offset.get() + 64);
+        Ok(())
+    })?;
+    o.bytes("r-section-offset.overlap", "R-SECTION-OFFSET", |b| {
+        // Section 0 running into section 1: reported on section 1's offset.
+        let e = entry(b, 0)?;
+        e.length = U64::new(e.length.get() + 64);
         Ok(())
     })?;
     o.bytes("r-section-offset.first", "R-SECTION-OFFSET", |b| {
@@ -1307,8 +1329,8 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         t.shape[1] = U64::new(1 << 31);
         Ok(())
     })?;
-    o.edit("r-shape.raw-bytes-overflow", "R-SHAPE", |e| {
-        // numel = 2^62 fits; numel x 4 bytes does not.
+    o.edit("r-raw-len.overflow", "R-RAW-LEN", |e| {
+        // numel = 2^62 fits; numel x 4 bytes does not: the length rule reports it.
         let t = e.tensor(2)?;
         t.ndims = 1;
         t.shape[0] = U64::new(1 << 62);
@@ -1414,6 +1436,11 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
     })?;
     o.edit("r-entry-len", "R-ENTRY-LEN", |e| {
         e.payload(8)?.push(0);
+        Ok(())
+    })?;
+    o.edit("r-entry-len.overflow", "R-ENTRY-LEN", |e| {
+        // numel = 6 x 2^61 fits; n_rows x stride = 9 x 2^61 does not.
+        e.tensor(0)?.shape[0] = U64::new(1 << 61);
         Ok(())
     })?;
     o.edit("r-entry-len.short", "R-ENTRY-LEN", |e| {
@@ -1621,7 +1648,6 @@ pub fn files_on_disk() -> Res<BTreeSet<PathBuf>> {
     Ok(set)
 }
 
-#[allow(dead_code)] // `tests/conformance.rs` includes this file without `main`.
 fn main() -> Res<()> {
     let root = vectors_dir();
     let files = all_files()?;

@@ -181,24 +181,22 @@ def parse(data):
     section_count = u32(data, 32)
     header_crc = u32(data, 60)
 
-    # The header CRC covers the table, so the table must lie inside the file
-    # before the CRC can be checked (spec section 2).
+    # Spec section 7, "Order of checks", steps 1-3.
+    if section_count > MAX_SECTIONS:
+        raise Reject("R-LIMIT", "section_count")
     table_end = table_offset + 32 * section_count
-    if table_end > n:
-        if file_len == n and section_count > MAX_SECTIONS:
-            raise Reject("R-LIMIT", "section_count")
-        raise Reject("R-FILE-LEN", "the table does not lie inside the file")
+    if table_offset < 64 or table_end > n:
+        if file_len != n:
+            raise Reject("R-FILE-LEN", "the table does not lie inside a file of the wrong length")
+        raise Reject("R-TABLE-OFFSET", "the table does not lie inside the file after the header")
     crc = zlib.crc32(data[0:60])
     crc = zlib.crc32(data[table_offset:table_end], crc)
     if crc != header_crc:
         raise Reject("R-HEADER-CRC")
-
     if flags != 0 or any(data[36:60]):
         raise Reject("R-RESERVED", "header")
     if file_len != n or table_end != n:
         raise Reject("R-FILE-LEN", f"file_len {file_len}, real {n}, table end {table_end}")
-    if section_count > MAX_SECTIONS:
-        raise Reject("R-LIMIT", "section_count")
 
     sections = []
     expect = 64
@@ -219,10 +217,10 @@ def parse(data):
             raise Reject("R-RESERVED", f"section table entry {i}")
         if off != expect:
             raise Reject("R-SECTION-OFFSET", f"section {i} at {off}, expected {expect}")
-        if off + length > table_offset:
-            raise Reject("R-TABLE-OFFSET", f"section {i} runs into the table")
         sections.append({"index": i, "kind": kind, "flags": sflags, "crc32": scrc, "offset": off, "length": length})
         expect = align64(off + length)
+    # A section running into the next one failed that one's offset check; the
+    # last one running into the table fails the table offset check.
     if table_offset != expect:
         raise Reject("R-TABLE-OFFSET", f"table at {table_offset}, expected {expect}")
     # Padding: from each section end to the next 64-byte boundary.
@@ -439,7 +437,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
             raise Reject("R-TENSOR-FIELDS", name)
         s = ref(data_sec, K_RAW, f"tensor {name} data")
         if numel * DTYPES[dtype][1] >= 1 << 64:
-            raise Reject("R-SHAPE", f"{name} byte size overflows u64")
+            raise Reject("R-RAW-LEN", f"{name} byte size overflows u64")
         if s["length"] != numel * DTYPES[dtype][1]:
             raise Reject("R-RAW-LEN", name)
         out["data"] = s
@@ -464,7 +462,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
         stride += cb
     s = ref(data_sec, K_ENTRY, f"tensor {name} data")
     if n_rows * stride >= 1 << 64:
-        raise Reject("R-SHAPE", f"{name} n_rows x stride overflows u64")
+        raise Reject("R-ENTRY-LEN", f"{name} n_rows x stride overflows u64")
     if s["length"] != n_rows * stride:
         raise Reject("R-ENTRY-LEN", name)
     out.update(stages=stages, stride=stride, data=s)
@@ -474,7 +472,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
             raise Reject("R-ENUM", f"{name} scale_elem")
         sc = ref(scale_sec, K_SCALE, f"tensor {name} scale")
         if n_rows * ELEMS[scale_elem][1] >= 1 << 64:
-            raise Reject("R-SHAPE", f"{name} scale size overflows u64")
+            raise Reject("R-SCALE-LEN", f"{name} scale size overflows u64")
         if sc["length"] != n_rows * ELEMS[scale_elem][1]:
             raise Reject("R-SCALE-LEN", name)
         out["scale"] = sc
@@ -488,7 +486,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
             raise Reject("R-BASIS-FIT", name)
         sl = ref(slot_sec, K_SLOT_L, f"tensor {name} slot_l")
         if n_rows * SLOT_L_DIMS >= 1 << 64:
-            raise Reject("R-SHAPE", f"{name} SlotL size overflows u64")
+            raise Reject("R-SLOT-L-LEN", f"{name} SlotL size overflows u64")
         if sl["length"] != n_rows * SLOT_L_DIMS:
             raise Reject("R-SLOT-L-LEN", name)
         if not math.isfinite(slot_scale):
