@@ -173,9 +173,13 @@ impl Elem for f16 {
     }
 }
 impl Elem for bf16 {
+    // The exact widening (bf16 is the top half of an f32). `half` also
+    // quiets signalling NaNs here, a compare-and-blend per element that
+    // doubled the cost of a stage; every kernel use adds or multiplies the
+    // value before storing it, which quiets a NaN the same way.
     #[inline(always)]
     fn f(self) -> f32 {
-        self.to_f32()
+        f32::from_bits(u32::from(self.to_bits()) << 16)
     }
 }
 
@@ -211,6 +215,12 @@ pub fn decode_row(
             });
         }
     }
+    if decode_fused(stages, scale.unwrap_or(1.0), out) {
+        if let Some(sl) = slot {
+            add_slot_any(sl, out);
+        }
+        return Ok(());
+    }
     out.fill(0.0);
     for st in stages {
         match st.palette {
@@ -225,13 +235,136 @@ pub fn decode_row(
         }
     }
     if let Some(sl) = slot {
-        match sl.basis {
-            ElemSlice::F32(b) => add_slot(sl.coef, b, sl.slot_scale, out),
-            ElemSlice::F16(b) => add_slot(sl.coef, b, sl.slot_scale, out),
-            ElemSlice::Bf16(b) => add_slot(sl.coef, b, sl.slot_scale, out),
-        }
+        add_slot_any(sl, out);
     }
     Ok(())
+}
+
+fn add_slot_any(sl: &SlotRow<'_>, out: &mut [f32]) {
+    match sl.basis {
+        ElemSlice::F32(b) => add_slot(sl.coef, b, sl.slot_scale, out),
+        ElemSlice::F16(b) => add_slot(sl.coef, b, sl.slot_scale, out),
+        ElemSlice::Bf16(b) => add_slot(sl.coef, b, sl.slot_scale, out),
+    }
+}
+
+/// One pass over the row for one or two 8-bit stages of the same width
+/// (1, 2, 4, 8 or 16) and element type, which covers the built-in VQ
+/// profiles: no zero fill, no read-modify-write per stage, the scale
+/// applied in the same pass. The additions are the spec's, in its order
+/// (`(0 + P0) + P1`), and a missing scale is a multiplication by 1, which
+/// changes no value; so the result is bit-identical to the staged path.
+/// Returns `false`, having written nothing, for any other shape.
+fn decode_fused(stages: &[StageRow<'_>], scale: f32, out: &mut [f32]) -> bool {
+    match stages {
+        [a] if a.bits == 8 => match a.palette {
+            ElemSlice::F32(p) => fused_d(a.d, [p], [a.codes], scale, out),
+            ElemSlice::F16(p) => fused_d(a.d, [p], [a.codes], scale, out),
+            ElemSlice::Bf16(p) => fused_d(a.d, [p], [a.codes], scale, out),
+        },
+        [a, b] if a.bits == 8 && b.bits == 8 && a.d == b.d => match (a.palette, b.palette) {
+            (ElemSlice::F32(p), ElemSlice::F32(q)) => {
+                fused_d(a.d, [p, q], [a.codes, b.codes], scale, out)
+            }
+            (ElemSlice::F16(p), ElemSlice::F16(q)) => {
+                fused_d(a.d, [p, q], [a.codes, b.codes], scale, out)
+            }
+            (ElemSlice::Bf16(p), ElemSlice::Bf16(q)) => {
+                fused_d(a.d, [p, q], [a.codes, b.codes], scale, out)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn fused_d<T: Elem, const S: usize>(
+    d: usize,
+    pals: [&[T]; S],
+    codes: [&[u8]; S],
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    match d {
+        1 => fused::<T, 1, S>(pals, codes, scale, out),
+        2 => fused::<T, 2, S>(pals, codes, scale, out),
+        4 => fused::<T, 4, S>(pals, codes, scale, out),
+        8 => fused::<T, 8, S>(pals, codes, scale, out),
+        16 => fused::<T, 16, S>(pals, codes, scale, out),
+        _ => false,
+    }
+}
+
+/// A 256-entry palette as entries of `D`, or `None` when it is not `256 * D` long.
+fn entries<T, const D: usize>(s: &[T]) -> Option<&[[T; D]; 256]> {
+    <&[[T; D]; 256]>::try_from(s.as_chunks::<D>().0).ok()
+}
+
+/// `S` (1 or 2) stages of width `D`, 8-bit codes, in one pass.
+fn fused<T: Elem, const D: usize, const S: usize>(
+    pals: [&[T]; S],
+    codes: [&[u8]; S],
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    // Stage 0 and the last stage (the same one when S = 1).
+    let (Some(p), Some(q)) = (entries::<T, D>(pals[0]), entries::<T, D>(pals[S - 1])) else {
+        return false; // unreachable: check_stage verified 256 * D elements
+    };
+    let (full, tail) = out.as_chunks_mut::<D>();
+    let n_full = full.len();
+    if S == 1 {
+        one_stage(p, codes[0], scale, full);
+    } else {
+        two_stages(p, q, codes[0], codes[S - 1], scale, full);
+    }
+    if !tail.is_empty() {
+        // The last, partial sub-vector: the head of each entry.
+        tail.fill(0.0);
+        for (pal, c) in [p, q][..S].iter().zip(codes) {
+            if let Some(&i) = c.get(n_full) {
+                add_entry(tail, &pal[i as usize]);
+            }
+        }
+        for v in tail.iter_mut() {
+            *v *= scale;
+        }
+    }
+    true
+}
+
+// Plain slice and array parameters (not arrays of slices) keep the loops
+// below free of aliasing doubts, so LLVM vectorises each entry.
+#[inline(always)]
+fn one_stage<T: Elem, const D: usize>(
+    p: &[[T; D]; 256],
+    a: &[u8],
+    scale: f32,
+    out: &mut [[f32; D]],
+) {
+    for (o, &i) in out.iter_mut().zip(a) {
+        let e = &p[i as usize];
+        for k in 0..D {
+            o[k] = (0.0 + e[k].f()) * scale;
+        }
+    }
+}
+
+#[inline(always)]
+fn two_stages<T: Elem, const D: usize>(
+    p: &[[T; D]; 256],
+    q: &[[T; D]; 256],
+    a: &[u8],
+    b: &[u8],
+    scale: f32,
+    out: &mut [[f32; D]],
+) {
+    for ((o, &i), &j) in out.iter_mut().zip(a).zip(b) {
+        let (e, f) = (&p[i as usize], &q[j as usize]);
+        for k in 0..D {
+            o[k] = (0.0 + e[k].f() + f[k].f()) * scale;
+        }
+    }
 }
 
 fn check_stage(stage: usize, st: &StageRow<'_>, n_cols: usize) -> Result<(), KernelError> {
@@ -515,6 +648,120 @@ mod tests {
             decode_row(&[ok], None, Some(&slot), &mut out),
             Err(KernelError::BasisLen { .. })
         ));
+    }
+
+    /// Palette values with signed zeros, which only an exact kernel keeps
+    /// as the spec's `0.0 + ...` sums say.
+    fn with_zeros(len: usize, seed: u32) -> Vec<f32> {
+        let mut v = pattern(len, seed);
+        for (i, x) in v.iter_mut().enumerate() {
+            match i % 7 {
+                0 => *x = -0.0,
+                3 => *x = 0.0,
+                _ => {}
+            }
+        }
+        v
+    }
+
+    fn typed(v: &[f32], elem: crate::ElemType) -> (Vec<f32>, Vec<f16>, Vec<bf16>) {
+        match elem {
+            crate::ElemType::F32 => (v.to_vec(), vec![], vec![]),
+            crate::ElemType::F16 => (
+                vec![],
+                v.iter().map(|&x| f16::from_f32(x)).collect(),
+                vec![],
+            ),
+            crate::ElemType::Bf16 => (
+                vec![],
+                vec![],
+                v.iter().map(|&x| bf16::from_f32(x)).collect(),
+            ),
+        }
+    }
+
+    fn slice_of<'a>(
+        t: &'a (Vec<f32>, Vec<f16>, Vec<bf16>),
+        elem: crate::ElemType,
+    ) -> ElemSlice<'a> {
+        match elem {
+            crate::ElemType::F32 => ElemSlice::F32(&t.0),
+            crate::ElemType::F16 => ElemSlice::F16(&t.1),
+            crate::ElemType::Bf16 => ElemSlice::Bf16(&t.2),
+        }
+    }
+
+    #[test]
+    fn one_pass_shapes_match_the_spec_transcription_bit_for_bit() {
+        use crate::ElemType;
+        // One or two 8-bit stages of one width and element type take the
+        // one-pass path (widths 1, 2, 4, 8, 16); the others the staged one.
+        for elem in [ElemType::F32, ElemType::F16, ElemType::Bf16] {
+            for n_stages in [1usize, 2] {
+                for d in [1usize, 2, 3, 4, 8, 16, 17] {
+                    for n in [d, d + 1, 3 * d, 4 * d + 3] {
+                        let pals: Vec<_> = (0..n_stages)
+                            .map(|s| typed(&with_zeros(256 * d, s as u32 + 1), elem))
+                            .collect();
+                        let cb = code_bytes(n, d, 8).unwrap();
+                        let codes: Vec<Vec<u8>> = (0..n_stages)
+                            .map(|s| (0..cb).map(|i| (i * (37 + 54 * s) + 11) as u8).collect())
+                            .collect();
+                        let stages: Vec<StageRow<'_>> = pals
+                            .iter()
+                            .zip(&codes)
+                            .map(|(p, c)| StageRow {
+                                palette: slice_of(p, elem),
+                                d,
+                                bits: 8,
+                                codes: c,
+                            })
+                            .collect();
+                        let basis: Vec<f32> = pattern(8 * n, 5);
+                        let coef = [1i8, -2, 3, -4, 5, -6, 7, -8];
+                        let slot = SlotRow {
+                            coef: &coef,
+                            basis: ElemSlice::F32(&basis),
+                            slot_scale: 0.5,
+                        };
+                        for scale in [None, Some(0.75f32), Some(-1.5)] {
+                            for sl in [None, Some(&slot)] {
+                                let mut out = vec![f32::NAN; n];
+                                decode_row(&stages, scale, sl, &mut out).unwrap();
+                                let want = reference(&stages, scale, sl, n);
+                                let bits =
+                                    |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                                assert_eq!(
+                                    bits(&out),
+                                    bits(&want),
+                                    "{elem:?} stages {n_stages} d {d} n {n} scale {scale:?} slot {}",
+                                    sl.is_some()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_palette_values_decode_as_nan() {
+        // Writers never store NaN, but a file can hold one; the widening
+        // without `half`'s quieting still yields NaN.
+        let mut pal = vec![bf16::from_f32(1.0); 256 * 4];
+        pal[4] = bf16::from_bits(0x7F81); // signalling NaN
+        let codes = [1u8, 0];
+        let st = StageRow {
+            palette: ElemSlice::Bf16(&pal),
+            d: 4,
+            bits: 8,
+            codes: &codes,
+        };
+        let mut out = [0f32; 8];
+        decode_row(&[st], None, None, &mut out).unwrap();
+        assert!(out[0].is_nan());
+        assert_eq!(&out[1..], &[1.0; 7]);
     }
 
     #[test]
