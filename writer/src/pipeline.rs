@@ -19,8 +19,8 @@ use crate::builder::{
     EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
 };
 use crate::codec::{
-    encode_group, row_quality, CodecError, CodecSpec, EncodedGroup, Gate, GroupDecoder, Matrix,
-    QualityStats, StageShape, SCALE_ELEM,
+    encode_group, row_quality, row_quality_by, CodecError, CodecSpec, EncodedGroup, Gate,
+    GroupDecoder, Matrix, QualityStats, StageShape, SCALE_ELEM,
 };
 use crate::error::WriteError;
 use crate::import::{group_key, ClassifiedTensor, Classifier, ImportError, SafetensorsModel};
@@ -454,7 +454,7 @@ fn encode_measured(
     let stats = mats
         .iter()
         .enumerate()
-        .map(|(i, m)| row_quality(m, &dec.decode_matrix(i)?))
+        .map(|(i, m)| row_quality_by(m, |r, out| dec.decode_row(i, r, out)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((group, stats))
 }

@@ -76,7 +76,7 @@ pub use encode::{encode_group, reconstruct, GroupDecoder};
 pub use error::CodecError;
 pub use kmeans::KmeansParams;
 pub use pack::pack_stage_row;
-pub use quality::{row_quality, row_rho, Gate, QualityStats};
+pub use quality::{row_quality, row_quality_by, row_rho, Gate, QualityStats};
 
 /// Element type of per-row scales written by [`encode_group`].
 pub const SCALE_ELEM: ElemType = ElemType::F16;

@@ -58,7 +58,6 @@ pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStat
     let expected = original
         .n_rows
         .checked_mul(original.n_cols)
-        .filter(|&e| e == original.data.len())
         .ok_or(CodecError::DataLen {
             tensor: 0,
             n_rows: original.n_rows,
@@ -71,6 +70,30 @@ pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStat
             got: decoded.len(),
         });
     }
+    let n = original.n_cols;
+    row_quality_by(original, |r, out| {
+        out.copy_from_slice(&decoded[r * n..(r + 1) * n]);
+        Ok(())
+    })
+}
+
+/// Like [`row_quality`], with each decoded row produced on demand by
+/// `decode(row, out)` into a per-thread buffer, so measuring a tensor never
+/// holds a decoded copy of all of it.
+pub fn row_quality_by<F>(original: &Matrix<'_>, decode: F) -> Result<QualityStats, CodecError>
+where
+    F: Fn(usize, &mut [f32]) -> Result<(), CodecError> + Sync,
+{
+    original
+        .n_rows
+        .checked_mul(original.n_cols)
+        .filter(|&e| e == original.data.len())
+        .ok_or(CodecError::DataLen {
+            tensor: 0,
+            n_rows: original.n_rows,
+            n_cols: original.n_cols,
+            got: original.data.len(),
+        })?;
     if original.n_rows == 0 || original.n_cols == 0 {
         return Ok(QualityStats {
             rho_median: 1.0,
@@ -84,17 +107,21 @@ pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStat
     let per_row: Vec<(f32, f64, f64)> = original
         .data
         .par_chunks(n)
-        .zip(decoded.par_chunks(n))
-        .map(|(x, y)| {
-            let err: f64 = x
-                .iter()
-                .zip(y)
-                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                .sum();
-            let tot: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
-            (row_rho(x, y), err, tot)
-        })
-        .collect();
+        .enumerate()
+        .map_init(
+            || vec![0f32; n],
+            |y, (r, x)| {
+                decode(r, y)?;
+                let err: f64 = x
+                    .iter()
+                    .zip(y.iter())
+                    .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                    .sum();
+                let tot: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
+                Ok((row_rho(x, y), err, tot))
+            },
+        )
+        .collect::<Result<_, CodecError>>()?;
     let rhos: Vec<f32> = per_row.iter().map(|r| r.0).collect();
     let err: f64 = per_row.iter().map(|r| r.1).sum();
     let tot: f64 = per_row.iter().map(|r| r.2).sum();
