@@ -58,6 +58,7 @@ pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStat
     let expected = original
         .n_rows
         .checked_mul(original.n_cols)
+        .filter(|&e| e == original.data.len())
         .ok_or(CodecError::DataLen {
             tensor: 0,
             n_rows: original.n_rows,
