@@ -78,10 +78,30 @@ fn odd_model(dir: &Dir) -> String {
     write_model(
         &dir.path("in.safetensors"),
         &[
-            ("model.wide.weight", Dtype::F32, vec![300, 70], f32_bytes(&wide)),
-            ("model.cube.weight", Dtype::F32, vec![40, 8, 16], f32_bytes(&cube)),
-            ("model.row.weight", Dtype::F32, vec![1, 4102], f32_bytes(&one_row)),
-            ("model.col.weight", Dtype::F32, vec![5000, 1], f32_bytes(&one_col)),
+            (
+                "model.wide.weight",
+                Dtype::F32,
+                vec![300, 70],
+                f32_bytes(&wide),
+            ),
+            (
+                "model.cube.weight",
+                Dtype::F32,
+                vec![40, 8, 16],
+                f32_bytes(&cube),
+            ),
+            (
+                "model.row.weight",
+                Dtype::F32,
+                vec![1, 4102],
+                f32_bytes(&one_row),
+            ),
+            (
+                "model.col.weight",
+                Dtype::F32,
+                vec![5000, 1],
+                f32_bytes(&one_col),
+            ),
             ("model.position_ids", Dtype::I64, vec![1, 512], ids),
             ("model.wide.bias", Dtype::F32, vec![70], f32_bytes(&bias)),
         ],
@@ -95,7 +115,11 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
     let input = odd_model(&dir);
     let out = dir.s("out.hhtld");
     let enc = hhtld(&["encode", &input, "-o", &out, "--json"]);
-    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     let summary = stdout_json(&enc);
     let by_name = |n: &str| {
         summary["tensors"]
@@ -141,7 +165,11 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
         .all(|s| s["crc_ok"] == Value::Bool(true)));
 
     let ver = hhtld(&["verify", &out, "--against", &input, "--json"]);
-    assert!(ver.status.success(), "{}", String::from_utf8_lossy(&ver.stdout));
+    assert!(
+        ver.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ver.stdout)
+    );
     assert_eq!(stdout_json(&ver)["failed"], 0);
 
     let dec = dir.s("dec.safetensors");
@@ -174,11 +202,19 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
 
     // --dtype bf16 converts encoded tensors only.
     let dec16 = dir.s("dec16.safetensors");
-    assert!(hhtld(&["decode", &out, "-o", &dec16, "--dtype", "bf16"]).status.success());
+    assert!(hhtld(&["decode", &out, "-o", &dec16, "--dtype", "bf16"])
+        .status
+        .success());
     let b16 = std::fs::read(&dec16).unwrap();
     let st16 = safetensors::SafeTensors::deserialize(&b16).unwrap();
-    assert_eq!(st16.tensor("model.wide.weight").unwrap().dtype(), Dtype::BF16);
-    assert_eq!(st16.tensor("model.position_ids").unwrap().dtype(), Dtype::I64);
+    assert_eq!(
+        st16.tensor("model.wide.weight").unwrap().dtype(),
+        Dtype::BF16
+    );
+    assert_eq!(
+        st16.tensor("model.position_ids").unwrap().dtype(),
+        Dtype::I64
+    );
 }
 
 #[test]
@@ -188,7 +224,11 @@ fn an_input_with_no_tensors_gives_a_valid_empty_file() {
     write_model(&input, &[]);
     let out = dir.s("empty.hhtld");
     let enc = hhtld(&["encode", input.to_str().unwrap(), "-o", &out]);
-    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
     assert_eq!(ins["totals"]["tensors"], 0);
     assert!(hhtld(&["verify", &out]).status.success());
@@ -202,7 +242,11 @@ fn an_input_with_no_tensors_gives_a_valid_empty_file() {
 fn bad_files_give_one_error_line_and_status_2() {
     let dir = Dir::new();
     let junk = dir.path("junk.hhtld");
-    std::fs::write(&junk, b"not an hhtld file at all, just some bytes that are long enough to pass 64").unwrap();
+    std::fs::write(
+        &junk,
+        b"not an hhtld file at all, just some bytes that are long enough to pass 64",
+    )
+    .unwrap();
     for args in [
         vec!["inspect", junk.to_str().unwrap()],
         vec!["inspect", "--json", junk.to_str().unwrap()],
@@ -220,7 +264,11 @@ fn bad_files_give_one_error_line_and_status_2() {
     }
     // The magic is named in the message.
     let o = hhtld(&["inspect", junk.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("magic"), "{:?}", o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("magic"),
+        "{:?}",
+        o
+    );
 }
 
 #[test]
@@ -251,20 +299,55 @@ fn require_gates_fails_when_a_gate_is_missed_and_output_still_lands() {
     let input = dir.path("emb.safetensors");
     write_model(
         &input,
-        &[("model.embed_tokens.weight", Dtype::F32, vec![2000, 64], f32_bytes(&emb))],
+        &[(
+            "model.embed_tokens.weight",
+            Dtype::F32,
+            vec![2000, 64],
+            f32_bytes(&emb),
+        )],
     );
     let out = dir.s("emb.hhtld");
-    let o = hhtld(&["encode", input.to_str().unwrap(), "-o", &out, "--profile", "hhtl", "--require-gates", "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = hhtld(&[
+        "encode",
+        input.to_str().unwrap(),
+        "-o",
+        &out,
+        "--profile",
+        "hhtl",
+        "--require-gates",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let s = stdout_json(&o);
-    assert_eq!(s["gate_failures"], serde_json::json!(["model.embed_tokens.weight"]));
-    assert!(Path::new(&out).exists(), "the file is written even when gates are missed");
+    assert_eq!(
+        s["gate_failures"],
+        serde_json::json!(["model.embed_tokens.weight"])
+    );
+    assert!(
+        Path::new(&out).exists(),
+        "the file is written even when gates are missed"
+    );
     // verify --against agrees from scratch.
     let v = hhtld(&["verify", &out, "--against", input.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1));
     // The same input under the default profile passes (fallbacks allowed).
-    let ok = hhtld(&["encode", input.to_str().unwrap(), "-o", &out, "--require-gates"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let ok = hhtld(&[
+        "encode",
+        input.to_str().unwrap(),
+        "-o",
+        &out,
+        "--require-gates",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
 }
 
 #[test]
@@ -272,7 +355,15 @@ fn role_overrides_apply_and_unknown_names_are_rejected() {
     let dir = Dir::new();
     let input = odd_model(&dir);
     let out = dir.s("out.hhtld");
-    let o = hhtld(&["encode", &input, "-o", &out, "--role", "model.wide.weight=token_embedding", "--json"]);
+    let o = hhtld(&[
+        "encode",
+        &input,
+        "-o",
+        &out,
+        "--role",
+        "model.wide.weight=token_embedding",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = stdout_json(&o);
     let wide = s["tensors"]
@@ -283,7 +374,14 @@ fn role_overrides_apply_and_unknown_names_are_rejected() {
         .unwrap();
     assert_eq!(wide["role"], "token_embedding");
     assert_eq!(wide["regime"], "index");
-    let bad = hhtld(&["encode", &input, "-o", &out, "--role", "no.such.tensor=attn_q"]);
+    let bad = hhtld(&[
+        "encode",
+        &input,
+        "-o",
+        &out,
+        "--role",
+        "no.such.tensor=attn_q",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no.such.tensor"));
 }
@@ -293,7 +391,9 @@ fn fisher_z_on_request_adds_one_table_per_palette() {
     let dir = Dir::new();
     let input = odd_model(&dir);
     let out = dir.s("out.hhtld");
-    assert!(hhtld(&["encode", &input, "-o", &out, "--fisher-z"]).status.success());
+    assert!(hhtld(&["encode", &input, "-o", &out, "--fisher-z"])
+        .status
+        .success());
     let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
     let palettes = ins["palettes"].as_array().unwrap();
     assert!(!palettes.is_empty());
@@ -303,7 +403,12 @@ fn fisher_z_on_request_adds_one_table_per_palette() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["kind"].as_str().unwrap().to_string(), k["bytes"].as_u64().unwrap()))
+        .map(|k| {
+            (
+                k["kind"].as_str().unwrap().to_string(),
+                k["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
     // FisherZ bytes are counted: k*k per palette.
     let want: u64 = palettes

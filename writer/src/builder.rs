@@ -1298,7 +1298,8 @@ impl<W: Write + Seek> Writer<W> {
         let res = (|| {
             self.out.seek(SeekFrom::Start(base))?;
             self.out.write_all(header.as_bytes())?;
-            self.out.seek(SeekFrom::Start(base.saturating_add(file_len)))?;
+            self.out
+                .seek(SeekFrom::Start(base.saturating_add(file_len)))?;
             self.out.flush()?;
             (self.commit)(&mut self.out)
         })();
