@@ -417,3 +417,60 @@ fn fisher_z_on_request_adds_one_table_per_palette() {
         .sum();
     assert_eq!(by_kind["fisher_z"], want);
 }
+
+#[test]
+fn a_sharded_model_encodes_through_its_index() {
+    let dir = Dir::new();
+    let a = weights(256 * 64, 11);
+    let b = weights(256 * 64, 12);
+    write_model(
+        &dir.path("model-00001-of-00002.safetensors"),
+        &[(
+            "layers.0.mlp.up_proj.weight",
+            Dtype::F32,
+            vec![256, 64],
+            f32_bytes(&a),
+        )],
+    );
+    write_model(
+        &dir.path("model-00002-of-00002.safetensors"),
+        &[(
+            "layers.1.mlp.up_proj.weight",
+            Dtype::F32,
+            vec![256, 64],
+            f32_bytes(&b),
+        )],
+    );
+    let index = dir.path("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"metadata": {}, "weight_map": {
+            "layers.0.mlp.up_proj.weight": "model-00001-of-00002.safetensors",
+            "layers.1.mlp.up_proj.weight": "model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let out = dir.s("sharded.hhtld");
+    let enc = hhtld(&["encode", index.to_str().unwrap(), "-o", &out, "--json"]);
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
+    let tensors = ins["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 2);
+    // Same role and shape across shards: one group, so one set of palettes
+    // shared by both tensors.
+    assert!(tensors.iter().all(|t| t["role"] == "mlp_up"));
+    let palettes = ins["palettes"].as_array().unwrap();
+    assert!(palettes.iter().all(|p| p["shared_by"] == 2), "{palettes:?}");
+    let v = hhtld(&[
+        "verify",
+        &out,
+        "--against",
+        index.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(stdout_json(&v)["failed"], 0);
+}
