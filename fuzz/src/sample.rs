@@ -1,0 +1,357 @@
+//! Small valid files built with the public Writer, for seeds and as the
+//! base of the `mutate` target. Deterministic: same bytes on every run.
+
+use std::io::Cursor;
+
+use hhtld_format::{Dtype, ElemType, Regime, Role};
+use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
+use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, SCALE_ELEM};
+
+use crate::Rng;
+
+fn finish(w: Writer<Cursor<Vec<u8>>>) -> Vec<u8> {
+    let (out, _) = w.finish_into_inner().expect("finish sample");
+    out.into_inner()
+}
+
+/// `n` codes below `k`, deterministic.
+fn codes(rng: &mut Rng, n: usize, k: usize) -> Vec<u16> {
+    (0..n).map(|_| (rng.next_u64() % k as u64) as u16).collect()
+}
+
+/// A file with every section kind and feature: 4- and 8-bit palettes in
+/// bf16, f16 and f32; a palette shared by two tensors; computed and explicit
+/// FisherZ tables; SlotL with bases of two widths; scales of every element
+/// type; multi-stage tensors; a tensor whose width is not a multiple of
+/// `d`; raw tensors of several dtypes (I64 among them) and ranks 0 to 3;
+/// an empty raw tensor; metadata.
+pub fn sample_file() -> Vec<u8> {
+    let mut rng = Rng::new(0x6868_746c_6466_757a);
+    let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
+    let p_scalar = w
+        .add_palette(PaletteSpec {
+            k: 16,
+            d: 1,
+            bits: 4,
+            elem: ElemType::Bf16,
+            values: &(0..16).map(|i| i as f32 * 0.125 - 1.0).collect::<Vec<_>>(),
+        })
+        .expect("scalar palette");
+    let p_wide = w
+        .add_palette(PaletteSpec {
+            k: 40,
+            d: 4,
+            bits: 8,
+            elem: ElemType::F16,
+            values: &rng.values(160, -2.0, 2.0),
+        })
+        .expect("8-bit palette");
+    let p_odd = w
+        .add_palette(PaletteSpec {
+            k: 5,
+            d: 3,
+            bits: 4,
+            elem: ElemType::F32,
+            values: &rng.values(15, -1.0, 1.0),
+        })
+        .expect("d = 3 palette");
+    let p_long = w
+        .add_palette(PaletteSpec {
+            k: 3,
+            d: 8,
+            bits: 4,
+            elem: ElemType::Bf16,
+            values: &rng.values(24, -0.5, 0.5),
+        })
+        .expect("d = 8 palette");
+    w.add_fisher_z(p_wide).expect("computed FisherZ");
+    let mut table = vec![0i8; 25];
+    for i in 0..5 {
+        for j in 0..5 {
+            table[i * 5 + j] = if i == j {
+                127
+            } else {
+                (i as i8 - j as i8).abs() * -9
+            };
+        }
+    }
+    w.add_fisher_z_table(p_odd, 0.015, &table)
+        .expect("explicit FisherZ");
+    let b8 = w
+        .add_basis(8, ElemType::F32, &rng.values(64, -0.3, 0.3))
+        .expect("basis 8");
+    let b7 = w
+        .add_basis(7, ElemType::F16, &rng.values(56, -0.3, 0.3))
+        .expect("basis 7");
+
+    // Two stages (d = 4 then d = 1), f16 scales, SlotL, quality.
+    let c0 = codes(&mut rng, 4 * 2, 40);
+    let c1 = codes(&mut rng, 4 * 8, 16);
+    let coef: Vec<[i8; 8]> = (0..4)
+        .map(|r| core::array::from_fn(|i| (r * 8 + i) as i8 * 3 - 40))
+        .collect();
+    w.add_encoded_tensor(EncodedTensor {
+        name: "layers.0.attn.q.weight",
+        dtype: Dtype::F32,
+        shape: &[4, 8],
+        role: Role::AttnQ,
+        regime: Regime::Argmax,
+        stages: &[
+            Stage {
+                palette: p_wide,
+                codes: &c0,
+            },
+            Stage {
+                palette: p_scalar,
+                codes: &c1,
+            },
+        ],
+        scale: Some((ElemType::F16, &[0.5, 1.0, 1.5, 2.0])),
+        slot_l: Some(SlotL {
+            basis: b8,
+            coef: &coef,
+            scale: 0.01,
+        }),
+        quality: Some(Quality {
+            rho_median: 0.99,
+            rho_p5: 0.95,
+            rho_min: 0.9,
+            rel_fro: 0.05,
+        }),
+    })
+    .expect("two-stage tensor");
+    // Shares the 8-bit palette; rank 3; no scale.
+    let c = codes(&mut rng, 4 * 2, 40);
+    w.add_encoded_tensor(EncodedTensor {
+        name: "layers.0.attn.k.weight",
+        dtype: Dtype::Bf16,
+        shape: &[2, 2, 8],
+        role: Role::AttnK,
+        regime: Regime::Index,
+        stages: &[Stage {
+            palette: p_wide,
+            codes: &c,
+        }],
+        scale: None,
+        slot_l: None,
+        quality: None,
+    })
+    .expect("shared-palette tensor");
+    // Width 7 with d = 3: the last sub-vector covers one column; bf16
+    // scales and a SlotL basis of width 7.
+    let c = codes(&mut rng, 3 * 3, 5);
+    w.add_encoded_tensor(EncodedTensor {
+        name: "layers.0.mlp.down.weight",
+        dtype: Dtype::F64,
+        shape: &[3, 7],
+        role: Role::MlpDown,
+        regime: Regime::Argmax,
+        stages: &[Stage {
+            palette: p_odd,
+            codes: &c,
+        }],
+        scale: Some((ElemType::Bf16, &[1.0, -0.75, 3.0])),
+        slot_l: Some(SlotL {
+            basis: b7,
+            coef: &[
+                [1, -2, 3, -4, 5, -6, 7, -8],
+                [0; 8],
+                [127, -127, 0, 0, 1, 1, -1, -1],
+            ],
+            scale: 0.002,
+        }),
+        quality: None,
+    })
+    .expect("odd-width tensor");
+    // Three stages of three palette shapes, f32 scales.
+    let (a, b, c) = (
+        codes(&mut rng, 2, 3),
+        codes(&mut rng, 16, 16),
+        codes(&mut rng, 2 * 3, 5),
+    );
+    w.add_encoded_tensor(EncodedTensor {
+        name: "layers.0.mlp.up.weight",
+        dtype: Dtype::F16,
+        shape: &[2, 8],
+        role: Role::MlpUp,
+        regime: Regime::Argmax,
+        stages: &[
+            Stage {
+                palette: p_long,
+                codes: &a,
+            },
+            Stage {
+                palette: p_scalar,
+                codes: &b,
+            },
+            Stage {
+                palette: p_odd,
+                codes: &c,
+            },
+        ],
+        scale: Some((ElemType::F32, &[0.25, 4.0])),
+        slot_l: None,
+        quality: Some(Quality {
+            rho_median: 0.5,
+            rho_p5: -0.25,
+            rho_min: -1.0,
+            rel_fro: 0.0,
+        }),
+    })
+    .expect("three-stage tensor");
+
+    let i64s: Vec<u8> = [-3i64, 0, i64::MAX]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let f32s: Vec<u8> = rng
+        .values(6, -1.0, 1.0)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let raws: [(&str, Dtype, &[u64], Role, Vec<u8>); 7] = [
+        (
+            "embeddings.position_ids",
+            Dtype::I64,
+            &[3],
+            Role::Other,
+            i64s,
+        ),
+        (
+            "layers.0.attn.q.bias",
+            Dtype::F32,
+            &[2, 3],
+            Role::Bias,
+            f32s,
+        ),
+        (
+            "layers.0.norm.weight",
+            Dtype::Bf16,
+            &[4],
+            Role::Norm,
+            vec![0x80, 0x3f, 0, 0x40, 0, 0xc0, 0x49, 0x40],
+        ),
+        (
+            "mask",
+            Dtype::Bool,
+            &[2, 2, 2],
+            Role::Other,
+            vec![1, 0, 0, 1, 1, 1, 0, 0],
+        ),
+        (
+            "temperature",
+            Dtype::F64,
+            &[],
+            Role::Other,
+            0.7f64.to_le_bytes().to_vec(),
+        ),
+        ("tokens", Dtype::U8, &[5], Role::Other, b"hhtld".to_vec()),
+        ("empty", Dtype::F32, &[0, 5], Role::Other, Vec::new()),
+    ];
+    for (name, dtype, shape, role, bytes) in &raws {
+        w.add_raw_tensor(RawTensor {
+            name,
+            dtype: *dtype,
+            shape,
+            role: *role,
+            regime: Regime::Passthrough,
+            bytes,
+        })
+        .expect("raw tensor");
+    }
+    w.set_metadata("format", "hhtld").expect("metadata");
+    w.set_metadata("source", "fuzz sample").expect("metadata");
+    w.set_metadata("empty", "").expect("metadata");
+    finish(w)
+}
+
+/// A file with no tensors: STRINGS and DIRECTORY only.
+pub fn empty_file() -> Vec<u8> {
+    finish(Writer::new(Cursor::new(Vec::new())).expect("writer"))
+}
+
+/// The output of the real codec: a 16 x 24 matrix and a 5 x 24 one
+/// encoded together with two stages, row scales and SlotL.
+pub fn codec_file() -> Vec<u8> {
+    let mut rng = Rng::new(7);
+    let a = rng.values(16 * 24, -1.0, 1.0);
+    let b = rng.values(5 * 24, -3.0, 3.0);
+    let spec = CodecSpec {
+        k: 16,
+        kmeans: KmeansParams {
+            sample: 256,
+            iters: 3,
+            ..KmeansParams::default()
+        },
+        ..CodecSpec::vq(4, 2).with_row_scale(true).with_slot_l(true)
+    };
+    let mats = [
+        Matrix::new(&a, 16, 24).expect("matrix"),
+        Matrix::new(&b, 5, 24).expect("matrix"),
+    ];
+    let g = encode_group(&mats, &spec).expect("encode");
+    let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
+    let pals: Vec<_> = g
+        .palettes
+        .iter()
+        .map(|p| {
+            w.add_palette(PaletteSpec {
+                k: p.k,
+                d: p.d,
+                bits: p.bits,
+                elem: p.elem,
+                values: &p.values,
+            })
+            .expect("codec palette")
+        })
+        .collect();
+    let basis = g
+        .basis
+        .as_ref()
+        .map(|b| w.add_basis(g.n_cols, g.spec.elem, b).expect("codec basis"));
+    for (i, m) in g.tensors.iter().enumerate() {
+        let codes: Vec<Vec<u16>> = m
+            .codes
+            .iter()
+            .map(|c| c.iter().map(|&x| u16::from(x)).collect())
+            .collect();
+        let stages: Vec<Stage> = codes
+            .iter()
+            .zip(&pals)
+            .map(|(c, &p)| Stage {
+                palette: p,
+                codes: c,
+            })
+            .collect();
+        let name = format!("group.{i}.weight");
+        w.add_encoded_tensor(EncodedTensor {
+            name: &name,
+            dtype: Dtype::F32,
+            shape: &[m.n_rows as u64, m.n_cols as u64],
+            role: Role::MlpUp,
+            regime: Regime::Argmax,
+            stages: &stages,
+            scale: m.scales.as_deref().map(|s| (SCALE_ELEM, s)),
+            slot_l: match (&m.slot, basis) {
+                (Some(s), Some(b)) => Some(SlotL {
+                    basis: b,
+                    coef: &s.coef,
+                    scale: s.slot_scale,
+                }),
+                _ => None,
+            },
+            quality: None,
+        })
+        .expect("codec tensor");
+    }
+    finish(w)
+}
+
+/// Every seed file, by name.
+pub fn seed_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("sample.hhtld", sample_file()),
+        ("empty.hhtld", empty_file()),
+        ("codec.hhtld", codec_file()),
+    ]
+}
