@@ -1,30 +1,15 @@
 //! The `hhtld` command on synthetic models: encode, inspect, decode and
 //! verify end to end, odd shapes, empty inputs, exit codes and error lines.
 
+mod common;
+
+use common::{assert_ok, hhtld, named, stdout_json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde_json::Value;
-
-fn hhtld(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hhtld"))
-        .args(args)
-        .output()
-        .expect("run hhtld")
-}
-
-fn stdout_json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 /// Deterministic weights with some structure: a smooth row pattern plus a
 /// per-row offset, so a codec has something real to fit.
@@ -115,11 +100,7 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
     let input = odd_model(&dir);
     let out = dir.s("out.hhtld");
     let enc = hhtld(&["encode", &input, "-o", &out, "--json"]);
-    assert!(
-        enc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
+    assert_ok(&enc);
     let summary = stdout_json(&enc);
     let by_name = |n: &str| {
         summary["tensors"]
@@ -151,12 +132,7 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
     let model = hhtld_writer::import::SafetensorsModel::open(&input).unwrap();
     let want: Vec<String> = model.tensors().map(|t| t.name).collect();
     assert_eq!(names, want);
-    let cube = ins["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "model.cube.weight")
-        .unwrap();
+    let cube = named(&ins, "tensors", "model.cube.weight");
     assert_eq!(cube["shape"], serde_json::json!([40, 8, 16]));
     assert!(ins["sections"]
         .as_array()
@@ -165,16 +141,12 @@ fn odd_shapes_encode_decode_and_verify_end_to_end() {
         .all(|s| s["crc_ok"] == Value::Bool(true)));
 
     let ver = hhtld(&["verify", &out, "--against", &input, "--json"]);
-    assert!(
-        ver.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ver.stdout)
-    );
+    assert_ok(&ver);
     assert_eq!(stdout_json(&ver)["failed"], 0);
 
     let dec = dir.s("dec.safetensors");
     let d = hhtld(&["decode", &out, "-o", &dec]);
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_ok(&d);
     let bytes = std::fs::read(&dec).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let orig_bytes = std::fs::read(&input).unwrap();
@@ -224,11 +196,7 @@ fn an_input_with_no_tensors_gives_a_valid_empty_file() {
     write_model(&input, &[]);
     let out = dir.s("empty.hhtld");
     let enc = hhtld(&["encode", input.to_str().unwrap(), "-o", &out]);
-    assert!(
-        enc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
+    assert_ok(&enc);
     let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
     assert_eq!(ins["totals"]["tensors"], 0);
     assert!(hhtld(&["verify", &out]).status.success());
@@ -343,11 +311,7 @@ fn require_gates_fails_when_a_gate_is_missed_and_output_still_lands() {
         &out,
         "--require-gates",
     ]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert_ok(&ok);
 }
 
 #[test]
@@ -364,14 +328,9 @@ fn role_overrides_apply_and_unknown_names_are_rejected() {
         "model.wide.weight=token_embedding",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ok(&o);
     let s = stdout_json(&o);
-    let wide = s["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "model.wide.weight")
-        .unwrap();
+    let wide = named(&s, "tensors", "model.wide.weight");
     assert_eq!(wide["role"], "token_embedding");
     assert_eq!(wide["regime"], "index");
     let bad = hhtld(&[
@@ -451,11 +410,7 @@ fn a_sharded_model_encodes_through_its_index() {
     .unwrap();
     let out = dir.s("sharded.hhtld");
     let enc = hhtld(&["encode", index.to_str().unwrap(), "-o", &out, "--json"]);
-    assert!(
-        enc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
+    assert_ok(&enc);
     let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
     let tensors = ins["tensors"].as_array().unwrap();
     assert_eq!(tensors.len(), 2);
@@ -471,6 +426,6 @@ fn a_sharded_model_encodes_through_its_index() {
         index.to_str().unwrap(),
         "--json",
     ]);
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_ok(&v);
     assert_eq!(stdout_json(&v)["failed"], 0);
 }

@@ -3,8 +3,11 @@
 //! official Python `safetensors` package. The model is fetched (and its
 //! sha256 checked) by `scripts/fetch_model.sh` into the cache on first use.
 
+mod common;
+
+use common::{assert_ok, hhtld, named, stdout_json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -33,22 +36,6 @@ fn model() -> &'static str {
     })
 }
 
-fn hhtld(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hhtld"))
-        .args(args)
-        .output()
-        .expect("run hhtld")
-}
-
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}); stderr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
 fn tmp(dir: &tempfile::TempDir, name: &str) -> String {
     let p: PathBuf = dir.path().join(name);
     p.to_string_lossy().into_owned()
@@ -59,12 +46,8 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
     let dir = tempfile::tempdir().unwrap();
     let out = tmp(&dir, "minilm.hhtld");
     let enc = hhtld(&["encode", model(), "-o", &out, "--json"]);
-    assert!(
-        enc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
-    let s = json_of(&enc);
+    assert_ok(&enc);
+    let s = stdout_json(&enc);
 
     // Every encoded tensor passes its gate, with the profile's own codec.
     let tensors = s["tensors"].as_array().unwrap();
@@ -85,7 +68,7 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
 
     // inspect shows the stored quality without the original, and agrees on
     // the size accounting with the encoder.
-    let ins = json_of(&hhtld(&["inspect", "--json", "--verify", &out]));
+    let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
     for t in ins["tensors"].as_array().unwrap() {
         if t["encoding"] == "palette" {
             let q = &t["quality"];
@@ -101,13 +84,13 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
 
     // verify --against recomputes every gate from the original.
     let v = hhtld(&["verify", &out, "--against", model(), "--json"]);
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
-    assert_eq!(json_of(&v)["failed"], 0);
+    assert_ok(&v);
+    assert_eq!(stdout_json(&v)["failed"], 0);
 
     // decode, then the official Python package reads it and re-measures.
     let dec = tmp(&dir, "minilm.dec.safetensors");
     let d = hhtld(&["decode", &out, "-o", &dec]);
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_ok(&d);
     let ins_path = tmp(&dir, "inspect.json");
     std::fs::write(&ins_path, serde_json::to_vec(&ins).unwrap()).unwrap();
     let py = Command::new("python3")
@@ -147,13 +130,8 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
         "{}",
         String::from_utf8_lossy(&enc.stderr)
     );
-    let s = json_of(&enc);
-    let emb = s["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "embeddings.word_embeddings.weight")
-        .unwrap();
+    let s = stdout_json(&enc);
+    let emb = named(&s, "tensors", "embeddings.word_embeddings.weight");
     // The row palette cannot reconstruct the embeddings (median rho ~0.45).
     assert_eq!(emb["passed"], Value::Bool(false));
     assert!(emb["rho_median"].as_f64().unwrap() < 0.7, "{emb}");
@@ -161,7 +139,7 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
     let failures = s["gate_failures"].as_array().unwrap();
     assert!(failures.len() >= 37, "{} failures", failures.len());
     // Every palette has a FisherZ table, and its bytes are counted.
-    let ins = json_of(&hhtld(&["inspect", "--json", &out]));
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
     let palettes = ins["palettes"].as_array().unwrap();
     assert!(palettes.iter().all(|p| p["fisher_z"] == Value::Bool(true)));
     let fz = ins["totals"]["by_kind"]
@@ -196,12 +174,8 @@ fn compact_profile_is_smaller_and_meets_every_gate() {
         "--require-gates",
         "--json",
     ]);
-    assert!(
-        enc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
-    let s = json_of(&enc);
+    assert_ok(&enc);
+    let s = stdout_json(&enc);
     assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
     let argmax = s["regimes"]
         .as_array()

@@ -50,21 +50,25 @@ pub fn row_rho(x: &[f32], y: &[f32]) -> f32 {
     (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0) as f32
 }
 
+/// `n_rows * n_cols`, checked against the data the matrix holds.
+fn checked_len(m: &Matrix<'_>) -> Result<usize, CodecError> {
+    m.n_rows
+        .checked_mul(m.n_cols)
+        .filter(|&e| e == m.data.len())
+        .ok_or(CodecError::DataLen {
+            tensor: 0,
+            n_rows: m.n_rows,
+            n_cols: m.n_cols,
+            got: m.data.len(),
+        })
+}
+
 /// Per-row quality of `decoded` (row-major, same shape as `original`).
 ///
 /// A tensor with no rows gives rho 1.0 everywhere and `rel_fro` 0: there is
 /// nothing to get wrong.
 pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStats, CodecError> {
-    let expected = original
-        .n_rows
-        .checked_mul(original.n_cols)
-        .filter(|&e| e == original.data.len())
-        .ok_or(CodecError::DataLen {
-            tensor: 0,
-            n_rows: original.n_rows,
-            n_cols: original.n_cols,
-            got: original.data.len(),
-        })?;
+    let expected = checked_len(original)?;
     if decoded.len() != expected {
         return Err(CodecError::BufferLen {
             expected,
@@ -85,16 +89,7 @@ pub fn row_quality_by<F>(original: &Matrix<'_>, decode: F) -> Result<QualityStat
 where
     F: Fn(usize, &mut [f32]) -> Result<(), CodecError> + Sync,
 {
-    original
-        .n_rows
-        .checked_mul(original.n_cols)
-        .filter(|&e| e == original.data.len())
-        .ok_or(CodecError::DataLen {
-            tensor: 0,
-            n_rows: original.n_rows,
-            n_cols: original.n_cols,
-            got: original.data.len(),
-        })?;
+    checked_len(original)?;
     if original.n_rows == 0 || original.n_cols == 0 {
         return Ok(QualityStats {
             rho_median: 1.0,

@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests that drive the `hhtld` binary.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs the `hhtld` binary built for these tests.
+pub fn hhtld(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hhtld"))
+        .args(args)
+        .output()
+        .expect("run hhtld")
+}
+
+/// The command's stdout as JSON; panics with its stderr when it is not.
+pub fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// The element of `v[list]` whose `"name"` is `name`.
+pub fn named<'a>(v: &'a Value, list: &str, name: &str) -> &'a Value {
+    v[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("{name} missing from {list}"))
+}
+
+/// Asserts the command succeeded, showing its stderr otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
