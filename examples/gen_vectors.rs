@@ -432,6 +432,9 @@ fn v_stages_4() -> Res<Vec<u8>> {
         .zip(&all_codes)
         .map(|(&palette, c)| Stage { palette, codes: c })
         .collect();
+    // FisherZ tables of real width (d = 3 and 4: correlations other than +-1).
+    w.add_fisher_z(ids[1])?;
+    w.add_fisher_z(ids[2])?;
     let basis = w.add_basis(10, ElemType::Bf16, &vals(80, 16))?;
     let s = scales(3, 5);
     let k = coefs(3, 5);
@@ -1090,6 +1093,13 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         // Section 0 running into section 1: reported on section 1's offset.
         let e = entry(b, 0)?;
         e.length = U64::new(e.length.get() + 64);
+        Ok(())
+    })?;
+    o.bytes("r-section-offset.past-table", "R-SECTION-OFFSET", |b| {
+        // Section 0 running into section 1 and past the table: reported on
+        // section 1's offset, which is checked before the table's.
+        let n = b.len() as u64;
+        entry(b, 0)?.length = U64::new(n);
         Ok(())
     })?;
     o.bytes("r-section-offset.first", "R-SECTION-OFFSET", |b| {
