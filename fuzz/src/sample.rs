@@ -9,6 +9,9 @@ use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, SCALE_E
 
 use crate::Rng;
 
+/// Name, dtype, shape, role and bytes of a raw sample tensor.
+type RawSpec<'a> = (&'a str, Dtype, &'a [u64], Role, Vec<u8>);
+
 fn finish(w: Writer<Cursor<Vec<u8>>>) -> Vec<u8> {
     let (out, _) = w.finish_into_inner().expect("finish sample");
     out.into_inner()
@@ -209,7 +212,7 @@ pub fn sample_file() -> Vec<u8> {
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let raws: [(&str, Dtype, &[u64], Role, Vec<u8>); 7] = [
+    let raws: [RawSpec; 7] = [
         (
             "embeddings.position_ids",
             Dtype::I64,
