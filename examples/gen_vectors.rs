@@ -1373,6 +1373,15 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         e.tensor(2)?.rho_min = f32_bits(0.5);
         Ok(())
     })?;
+    o.edit(
+        "r-tensor-fields.raw-negative-zero",
+        "R-TENSOR-FIELDS",
+        |e| {
+            // A field that must be 0 has all bits zero: -0.0 is not 0.
+            e.tensor(2)?.slot_scale = f32_bits(-0.0);
+            Ok(())
+        },
+    )?;
     o.edit("r-tensor-fields.dtype", "R-TENSOR-FIELDS", |e| {
         e.tensor(0)?.dtype = Dtype::I32.to_raw();
         Ok(())
@@ -1494,6 +1503,10 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
     }
     o.edit("r-quality.without-flag", "R-QUALITY", |e| {
         e.tensor(1)?.rel_fro = f32_bits(0.1);
+        Ok(())
+    })?;
+    o.edit("r-quality.without-flag-negative-zero", "R-QUALITY", |e| {
+        e.tensor(1)?.rho_median = f32_bits(-0.0);
         Ok(())
     })?;
 
