@@ -1102,6 +1102,17 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         entry(b, 0)?.length = U64::new(n);
         Ok(())
     })?;
+    o.bytes(
+        "r-section-offset.past-table-reserved",
+        "R-SECTION-OFFSET",
+        |b| {
+            // Reported at once, before entry 1's reserved bytes are looked at.
+            let n = b.len() as u64;
+            entry(b, 0)?.length = U64::new(n);
+            entry(b, 1)?.reserved = U64::new(1);
+            Ok(())
+        },
+    )?;
     o.bytes("r-section-offset.first", "R-SECTION-OFFSET", |b| {
         entry(b, 0)?.offset = U64::new(0);
         Ok(())

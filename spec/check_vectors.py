@@ -217,6 +217,11 @@ def parse(data):
             raise Reject("R-RESERVED", f"section table entry {i}")
         if off != expect:
             raise Reject("R-SECTION-OFFSET", f"section {i} at {off}, expected {expect}")
+        if off + length > table_offset:
+            # Reported at once, before the next entry's other fields (spec 7, step 4).
+            if i + 1 < section_count:
+                raise Reject("R-SECTION-OFFSET", f"section {i} runs past the table into section {i + 1}")
+            raise Reject("R-TABLE-OFFSET", f"the last section {i} runs into the table")
         sections.append({"index": i, "kind": kind, "flags": sflags, "crc32": scrc, "offset": off, "length": length})
         expect = align64(off + length)
     # A section running into the next one failed that one's offset check; the
