@@ -1,0 +1,243 @@
+//! Small single-purpose runs for profilers and the page-touch demonstration.
+//!
+//! ```text
+//! bench_probe open FILE N          open + validate N times (callgrind)
+//! bench_probe rows FILE N          N random rows of the token embedding (callgrind)
+//! bench_probe tensors FILE N       decode every encoded tensor N times, 1 thread (callgrind)
+//! bench_probe pages FILE [random]  which pages opening and one-row decode touch
+//! bench_probe pages-st FILE        the same for a BF16 safetensors file
+//! ```
+//!
+//! `pages` reports, after each step, the resident size of the file's mapping
+//! (`Rss` of its line in `/proc/self/smaps`) and this process's minor and
+//! major page faults (`/proc/self/stat` fields 10 and 12). Run it on a file
+//! evicted from the page cache (`dd if=FILE iflag=nocache count=0`): then
+//! every page the reader reads is a major fault, read from disk. With
+//! `random`, the file is mapped by hand with `MADV_RANDOM` (no read-ahead)
+//! and validated with `Hhtld::from_bytes`, the same parse
+//! `HhtldFile::open` runs, so the resident size is exactly the pages touched.
+
+use std::fs::File;
+use std::hint::black_box;
+use std::path::Path;
+
+use hhtld_format::Encoding;
+use hhtld_reader::{Hhtld, HhtldFile};
+use memmap2::{Advice, Mmap};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const TOKEN_EMBEDDING: &str = "embeddings.word_embeddings.weight";
+
+/// SplitMix64, the same seed as `bench_compare`'s case 3.
+struct SplitMix(u64);
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// (minor, major) page faults of this process so far.
+fn faults() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; minflt is field 10 and
+    // majflt field 12 of the whole line, so 8th and 10th after it.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    (
+        f.get(7).copied().unwrap_or(0),
+        f.get(9).copied().unwrap_or(0),
+    )
+}
+
+/// Resident KiB of every mapping of `path` (its lines in /proc/self/smaps).
+fn mapping_rss_kib(path: &Path) -> u64 {
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let want = want.to_string_lossy();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping header: "start-end perms offset dev inode path".
+            inside = line.ends_with(&*want);
+        } else if inside && first == "Rss:" {
+            kib += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib
+}
+
+struct Probe<'p> {
+    path: &'p Path,
+    last: (u64, u64),
+}
+
+impl Probe<'_> {
+    fn step(&mut self, what: &str) {
+        let now = faults();
+        println!(
+            "| {what} | {} KiB | {} | {} |",
+            mapping_rss_kib(self.path),
+            now.0 - self.last.0,
+            now.1 - self.last.1
+        );
+        self.last = faults();
+    }
+}
+
+fn pages(path: &Path, random: bool) -> Result<(), Error> {
+    let len = std::fs::metadata(path)?.len();
+    println!(
+        "{} ({} KiB, {} pages of 4 KiB); mapping: {}",
+        path.display(),
+        len / 1024,
+        len.div_ceil(4096),
+        if random {
+            "by hand, MADV_RANDOM"
+        } else {
+            "HhtldFile::open (default advice)"
+        }
+    );
+    println!("\n| step | mapping resident | minor faults | major faults |");
+    println!("|---|---:|---:|---:|");
+    let mut p = Probe {
+        path,
+        last: faults(),
+    };
+    let file;
+    let map;
+    let owned;
+    let h: Hhtld<'_> = if random {
+        file = File::open(path)?;
+        // SAFETY: read-only map of a benchmark file nothing modifies meanwhile.
+        map = unsafe { Mmap::map(&file)? };
+        map.advise(Advice::Random)?;
+        p.step("mmap");
+        Hhtld::from_bytes(&map)?
+    } else {
+        owned = HhtldFile::open(path)?;
+        owned.view()
+    };
+    p.step("open + validate");
+    let t = h.tensor_by_name(TOKEN_EMBEDDING)?;
+    p.step("tensor_by_name");
+    let mut row = vec![0f32; t.n_cols()];
+    t.decode_row_into(t.n_rows() / 2, &mut row)?;
+    black_box(&row);
+    p.step(&format!(
+        "decode row {} of {}",
+        t.n_rows() / 2,
+        TOKEN_EMBEDDING
+    ));
+    t.decode_row_into(t.n_rows() / 2 + 1, &mut row)?;
+    p.step("decode the next row");
+    t.decode_row_into(7, &mut row)?;
+    p.step("decode row 7");
+    black_box(t.decode()?);
+    p.step("decode the whole tensor");
+    h.verify()?;
+    p.step("verify (reads every section)");
+    println!(
+        "\nrow {} of the token embedding: {} code bytes at file offset {}; its scale: 2 bytes at {}",
+        t.n_rows() / 2,
+        t.stride(),
+        t.record().data.start + t.n_rows() / 2 * t.stride(),
+        t.record()
+            .scale
+            .as_ref()
+            .map(|s| s.range.start + t.n_rows() / 2 * 2)
+            .unwrap_or(0)
+    );
+    Ok(())
+}
+
+fn pages_st(path: &Path) -> Result<(), Error> {
+    println!("{} (BF16 safetensors, default advice)", path.display());
+    println!("\n| step | mapping resident | minor faults | major faults |");
+    println!("|---|---:|---:|---:|");
+    let mut p = Probe {
+        path,
+        last: faults(),
+    };
+    let file = File::open(path)?;
+    // SAFETY: read-only map of a benchmark file nothing modifies meanwhile.
+    let map = unsafe { Mmap::map(&file)? };
+    let st = safetensors::SafeTensors::deserialize(&map)?;
+    p.step("mmap + deserialize");
+    let t = st.tensor(TOKEN_EMBEDDING)?;
+    let n_cols = t.shape().get(1).copied().unwrap_or(1);
+    let r = t.shape().first().copied().unwrap_or(1) / 2;
+    let row: Vec<f32> = t.data()[r * n_cols * 2..(r + 1) * n_cols * 2]
+        .chunks_exact(2)
+        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect();
+    black_box(row);
+    p.step(&format!("row {r} to f32"));
+    Ok(())
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let usage = "usage: bench_probe open|rows|tensors FILE N | pages FILE [random] | pages-st FILE";
+    let (Some(mode), Some(file)) = (arg(0), arg(1)) else {
+        return Err(usage.into());
+    };
+    let path = Path::new(file);
+    let n: usize = arg(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    match mode {
+        "open" => {
+            for _ in 0..n {
+                black_box(HhtldFile::open(path)?);
+            }
+        }
+        "rows" => {
+            let f = HhtldFile::open(path)?;
+            let h = f.view();
+            let t = h.tensor_by_name(TOKEN_EMBEDDING)?;
+            let mut rng = SplitMix(0x5EED);
+            let mut row = vec![0f32; t.n_cols()];
+            for _ in 0..n {
+                let r = (rng.next() % t.n_rows() as u64) as usize;
+                t.decode_row_into(r, &mut row)?;
+                black_box(&row);
+            }
+        }
+        "tensors" => {
+            let f = HhtldFile::open(path)?;
+            let h = f.view();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+            let ts: Vec<_> = h
+                .tensors()
+                .filter(|t| t.encoding() == Encoding::Palette)
+                .collect();
+            let mut bufs: Vec<Vec<f32>> = ts.iter().map(|t| vec![0f32; t.numel()]).collect();
+            pool.install(|| -> Result<(), Error> {
+                for _ in 0..n {
+                    for (t, b) in ts.iter().zip(bufs.iter_mut()) {
+                        t.decode_into(b)?;
+                    }
+                }
+                Ok(())
+            })?;
+            black_box(bufs);
+        }
+        "pages" => pages(path, arg(2) == Some("random"))?,
+        "pages-st" => pages_st(path)?,
+        _ => return Err(usage.into()),
+    }
+    Ok(())
+}
