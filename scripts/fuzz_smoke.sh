@@ -33,11 +33,13 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
 done
 shopt -s nullglob globstar
-file_seeds=(fuzz/seeds/*.hhtld spec/vectors/**/*.hhtld tests/fuzz_regressions/*)
+file_seeds=(fuzz/seeds/*.hhtld spec/vectors/**/*.hhtld tests/fuzz_regressions/*.hhtld)
 for t in open decode; do
-    if [ -d "fuzz/corpus/$t" ] && [ "${#file_seeds[@]}" -gt 0 ]; then
-        cp -f "${file_seeds[@]}" "fuzz/corpus/$t/"
-    fi
+    [ -d "fuzz/corpus/$t" ] || continue
+    for f in "${file_seeds[@]}"; do
+        # Named after the path: several directories hold an empty.hhtld.
+        cp -f "$f" "fuzz/corpus/$t/${f//\//_}"
+    done
 done
 
 declare -A RESULT EXECS COV FT
