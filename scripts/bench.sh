@@ -79,7 +79,8 @@ PARAMS="$(cat "$DIR/params.txt")"
 
 emit "# hhtld benchmark results"
 emit ""
-emit "- machine: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), $(nproc) cores; $(rustc --version)"
+# (Pipelines below read all their input: with pipefail an early exit would fail the script.)
+emit "- machine: $(lscpu | awk -F: '/Model name/ && !m {gsub(/^ +/,"",$2); m=$2} END{print m}'), $(nproc) cores; $(rustc --version)"
 emit "- model: all-MiniLM-L6-v2 ($MODEL), $PARAMS parameters; baseline: $BF16 (every float tensor BF16)"
 emit "- date: $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -152,7 +153,7 @@ if [[ "${HHTLD_BENCH_PROFILE:-0}" == 1 ]]; then
     command -v valgrind >/dev/null || die "valgrind is required for HHTLD_BENCH_PROFILE=1"
     PROF="$DIR/prof"
     mkdir -p "$PROF"
-    top() { callgrind_annotate --inclusive="$2" "$1" 2>/dev/null | awk '/^ *[0-9,]+ \(/' | head -"$3"; }
+    top() { callgrind_annotate --auto=no --inclusive="$2" "$1" 2>/dev/null | awk -v n="$3" '/^ *[0-9,]+ \(/ && c++ < n'; }
     step "callgrind: small encode (4096 x 384, fidelity codec, 1 thread)"
     valgrind --tool=callgrind --callgrind-out-file="$PROF/cg.encode.out" \
         "$EX/bench_encode" --rows 4096 --reps 1 --threads 1 >"$PROF/cg.encode.log" 2>&1
@@ -165,10 +166,15 @@ if [[ "${HHTLD_BENCH_PROFILE:-0}" == 1 ]]; then
         "$EX/bench_probe" open "$DIR/fidelity.hhtld" 1000 >"$PROF/cg.open.log" 2>&1
     for c in encode rows tensors open; do
         emit ""
-        emit "## callgrind: $c (self instructions, top 12)"
+        emit "## callgrind: $c"
+        emit ""
+        emit "self instructions, top 12; then inclusive, top 12 functions of the hhtld crates:"
         emit ""
         emit '```'
         top "$PROF/cg.$c.out" no 12 | tee -a "$OUT"
+        emit ""
+        callgrind_annotate --auto=no --inclusive=yes "$PROF/cg.$c.out" 2>/dev/null |
+            awk '/^ *[0-9,]+ \(/ && /hhtld_(format|reader|writer)::/ && c++ < 12' | tee -a "$OUT"
         emit '```'
     done
     step "decode kernel: packed SIMD in the one-pass loops"
@@ -177,8 +183,7 @@ if [[ "${HHTLD_BENCH_PROFILE:-0}" == 1 ]]; then
     emit ""
     emit "$(objdump -d --no-show-raw-insn "$EX/bench_probe" |
         awk '/^[0-9a-f]+ <.*(decode_row|fused|stage8|stage4)/{f=1; next} /^[0-9a-f]+ </{f=0} f' |
-        awk '{print $2}' | grep -E '^(addps|mulps|punpcklwd|movups|addss|mulss|movss)$' |
-        sort | uniq -c | awk '{printf "%s %s; ", $2, $1}')"
+        awk '$2 ~ /^(addps|mulps|punpcklwd|movups|addss|mulss|movss)$/ {n[$2]++} END{for (k in n) printf "%s %d; ", k, n[k]}')"
 fi
 
 step "done: $OUT"
