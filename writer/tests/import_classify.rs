@@ -5,7 +5,8 @@
 use hhtld_format::{Dtype, Regime, Role};
 use hhtld_writer::import::{
     classify, group_key, matrix_dims, override_regime, parse_override, role_from_name,
-    Classification, Classifier, GroupKey, ImportError, SafetensorsModel, SMALL_TENSOR_NUMEL,
+    Classification, Classifier, GroupKey, ImportError, SafetensorsModel, MIN_GATED_COLS,
+    SMALL_TENSOR_NUMEL,
 };
 use safetensors::tensor::TensorView;
 
@@ -518,8 +519,22 @@ fn small_tensor_threshold_is_exclusive() {
     assert_eq!(classify(name, F32, &[1, 4096]).regime, Argmax);
     assert_eq!(classify(name, F32, &[0, 4096]).regime, Passthrough);
     let emb = "embed_tokens.weight";
-    assert_eq!(classify(emb, Bf16, &[4096, 1]).regime, Index);
-    assert_eq!(classify(emb, Bf16, &[4095, 1]).regime, Passthrough);
+    assert_eq!(classify(emb, Bf16, &[512, 8]).regime, Index);
+    assert_eq!(classify(emb, Bf16, &[511, 8]).regime, Passthrough);
+}
+
+#[test]
+fn rows_too_narrow_for_a_gate_stay_passthrough() {
+    assert_eq!(MIN_GATED_COLS, 8);
+    let emb = "embed_tokens.weight";
+    // Per-row rho over fewer than 8 values is noise (over 1, undefined).
+    assert_eq!(classify(emb, Bf16, &[8192, 7]).regime, Passthrough);
+    assert_eq!(classify(emb, Bf16, &[8192, 1]).regime, Passthrough);
+    assert_eq!(classify(emb, Bf16, &[8192, 8]).regime, Index);
+    // The width is the product of the trailing dims.
+    let w = "model.layers.0.mlp.up_proj.weight";
+    assert_eq!(classify(w, F32, &[4096, 2, 4]).regime, Argmax);
+    assert_eq!(classify(w, F32, &[4096, 1, 4]).regime, Passthrough);
 }
 
 #[test]
