@@ -963,12 +963,12 @@ impl<'a> TensorCx<'a, '_> {
             });
         }
         seen.insert(name_bytes, self.index);
-        let id = TensorId {
+        let id = || TensorId {
             index: self.index,
             name: Some(name_str.to_owned()),
         };
         let bad_enum = |field, value| FormatError::BadEnum {
-            place: Place::Tensor(id.clone()),
+            place: Place::Tensor(id()),
             field,
             value,
         };
@@ -985,14 +985,14 @@ impl<'a> TensorCx<'a, '_> {
 
         let fields = |field: &'static str, value: String, requirement: &'static str| {
             FormatError::TensorFields {
-                tensor: id.clone(),
+                tensor: id(),
                 field,
                 value,
                 requirement,
             }
         };
         let place = |s: Site| match s {
-            Site::Tensor(t) if t == self.index => Place::Tensor(id.clone()),
+            Site::Tensor(t) if t == self.index => Place::Tensor(id()),
             Site::Tensor(t) => Place::Tensor(TensorId {
                 index: t,
                 name: self
@@ -1027,7 +1027,7 @@ impl<'a> TensorCx<'a, '_> {
             n_stages: 0,
         };
         let shape_err = |reason| FormatError::BadShape {
-            tensor: id.clone(),
+            tensor: id(),
             ndims: r.ndims,
             shape,
             reason,
@@ -1042,16 +1042,26 @@ impl<'a> TensorCx<'a, '_> {
 
         if encoding == Encoding::Raw {
             let hex = |v: u32| format!("{v:#x}");
-            let checks: [(&'static str, String, bool); 6] = [
-                ("n_stages", r.n_stages.to_string(), r.n_stages == 0),
-                ("flags", r.flags.to_string(), r.flags == 0),
-                ("scale_elem", r.scale_elem.to_string(), r.scale_elem == 0),
-                ("scale", hex(r.scale.get()), r.scale.get() == NONE),
-                ("slot_l", hex(r.slot_l.get()), r.slot_l.get() == NONE),
-                ("basis", hex(r.basis.get()), r.basis.get() == NONE),
+            let checks: [(&'static str, u32, bool, bool); 6] = [
+                ("n_stages", u32::from(r.n_stages), false, r.n_stages == 0),
+                ("flags", u32::from(r.flags), false, r.flags == 0),
+                (
+                    "scale_elem",
+                    u32::from(r.scale_elem),
+                    false,
+                    r.scale_elem == 0,
+                ),
+                ("scale", r.scale.get(), true, r.scale.get() == NONE),
+                ("slot_l", r.slot_l.get(), true, r.slot_l.get() == NONE),
+                ("basis", r.basis.get(), true, r.basis.get() == NONE),
             ];
-            for (field, value, ok) in checks {
+            for (field, value, is_hex, ok) in checks {
                 if !ok {
+                    let value = if is_hex {
+                        hex(value)
+                    } else {
+                        value.to_string()
+                    };
                     return Err(fields(field, value, "a RAW tensor has n_stages, flags and scale_elem 0 and scale, slot_l, basis NONE"));
                 }
             }
@@ -1084,7 +1094,7 @@ impl<'a> TensorCx<'a, '_> {
             let want = product(numel, dtype.size());
             if len_of(&t.data) != want {
                 return Err(FormatError::RawLen {
-                    tensor: id,
+                    tensor: id(),
                     section: r.data.get(),
                     length: u64_of(t.data.len()),
                     expected: want,
@@ -1138,7 +1148,7 @@ impl<'a> TensorCx<'a, '_> {
             let pi = p.get();
             let Some(pal) = self.palettes.get(pi as usize) else {
                 return Err(FormatError::BadIndex {
-                    place: Place::Tensor(id),
+                    place: Place::Tensor(id()),
                     field: STAGE_FIELDS[s],
                     index: pi,
                     count: self.palettes.len() as u32,
@@ -1146,7 +1156,7 @@ impl<'a> TensorCx<'a, '_> {
             };
             if pal.d > n_cols {
                 return Err(FormatError::PaletteFit {
-                    tensor: id,
+                    tensor: id(),
                     stage: s as u8,
                     palette: pi,
                     d: pal.d as u32,
@@ -1172,7 +1182,7 @@ impl<'a> TensorCx<'a, '_> {
         let want = product(n_rows, stride);
         if len_of(&t.data) != want {
             return Err(FormatError::EntryLen {
-                tensor: id,
+                tensor: id(),
                 section: r.data.get(),
                 length: u64_of(t.data.len()),
                 expected: want,
@@ -1188,7 +1198,7 @@ impl<'a> TensorCx<'a, '_> {
             let want = product(n_rows, elem.size());
             if len_of(&range) != want {
                 return Err(FormatError::ScaleLen {
-                    tensor: id,
+                    tensor: id(),
                     section: r.scale.get(),
                     length: u64_of(range.len()),
                     expected: want,
@@ -1217,7 +1227,7 @@ impl<'a> TensorCx<'a, '_> {
             let bi = r.basis.get();
             let Some(basis) = self.bases.get(bi as usize) else {
                 return Err(FormatError::BadIndex {
-                    place: Place::Tensor(id),
+                    place: Place::Tensor(id()),
                     field: "basis",
                     index: bi,
                     count: self.bases.len() as u32,
@@ -1225,7 +1235,7 @@ impl<'a> TensorCx<'a, '_> {
             };
             if basis.n_cols != n_cols {
                 return Err(FormatError::BasisFit {
-                    tensor: id,
+                    tensor: id(),
                     basis: bi,
                     basis_n_cols: basis.n_cols as u32,
                     n_cols: u64_of(n_cols),
@@ -1235,7 +1245,7 @@ impl<'a> TensorCx<'a, '_> {
             let want = product(n_rows, SLOT_L_DIMS);
             if len_of(&range) != want {
                 return Err(FormatError::SlotLLen {
-                    tensor: id,
+                    tensor: id(),
                     section: r.slot_l.get(),
                     length: u64_of(range.len()),
                     expected: want,
@@ -1275,7 +1285,7 @@ impl<'a> TensorCx<'a, '_> {
         }
 
         let bad_q = |field, value, requirement| FormatError::BadQuality {
-            tensor: id.clone(),
+            tensor: id(),
             field,
             value,
             requirement,
@@ -1338,12 +1348,12 @@ impl<'a> TensorCx<'a, '_> {
     /// R-SHAPE; returns `(n_rows, n_cols, numel)`.
     fn shape(
         &self,
-        id: &TensorId,
+        id: &dyn Fn() -> TensorId,
         ndims: u8,
         shape: [u64; MAX_DIMS],
     ) -> Result<(usize, usize, usize), FormatError> {
         let err = |reason| FormatError::BadShape {
-            tensor: id.clone(),
+            tensor: id(),
             ndims,
             shape,
             reason,

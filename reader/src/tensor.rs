@@ -186,11 +186,14 @@ impl<'a> TensorView<'a> {
     }
     /// The palette of stage `s`.
     pub fn stage_palette(&self, s: usize) -> Result<PaletteView<'a>, ReaderError> {
-        let st = self.stages().get(s).ok_or(ReaderError::IndexOutOfRange {
-            what: "stage",
-            index: s,
-            count: self.stages().len(),
-        })?;
+        let st = self
+            .stages()
+            .get(s)
+            .ok_or_else(|| ReaderError::IndexOutOfRange {
+                what: "stage",
+                index: s,
+                count: self.stages().len(),
+            })?;
         palette_view(self.bytes, &self.layout, st.palette as usize)
     }
     /// Code bytes per row over all stages (0 for RAW).
