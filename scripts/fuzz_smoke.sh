@@ -81,4 +81,10 @@ printf '%-12s %12s %8s %8s  %s\n' target executions cov ft result
 for t in "${TARGETS[@]}"; do
     printf '%-12s %12s %8s %8s  %s\n' "$t" "${EXECS[$t]:--}" "${COV[$t]:--}" "${FT[$t]:--}" "${RESULT[$t]}"
 done
+passed=0
+for t in "${TARGETS[@]}"; do
+    if [ "${RESULT[$t]}" = ok ]; then passed=$((passed + 1)); fi
+done
+# The plain closing line CI reads: one per fuzz target run.
+printf 'fuzz: %d passed, %d failed\n' "$passed" $((${#TARGETS[@]} - passed))
 exit "$failed"

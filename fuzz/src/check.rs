@@ -42,6 +42,12 @@ pub fn open(data: &[u8]) -> Option<HhtldFile> {
             b.as_ref().err()
         ),
     }
+    if crate::tracing() {
+        match &direct {
+            Ok(h) => eprintln!("open: ok, {} tensors", h.tensor_count()),
+            Err(e) => eprintln!("open: {}", e.format_error().map_or("io", |f| f.rule())),
+        }
+    }
     let file = owned.ok()?;
     let h = file.view();
     assert_eq!(h.bytes(), data, "the owned copy differs from the input");
@@ -313,6 +319,9 @@ pub fn views(h: &Hhtld<'_>) {
         }
         (res, bad) => panic!("verify() = {res:?} but verify_sections() says {bad:?}"),
     }
+
+    assert_eq!(h.version().0, 1, "R-MAJOR let another major through");
+    assert_eq!(h.layout().file_len, h.bytes().len());
 
     // Out-of-range indices are errors, not panics.
     assert!(h.tensor(h.tensor_count()).is_err());

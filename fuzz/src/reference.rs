@@ -81,7 +81,11 @@ pub fn unpack(codes: &[u8], bits: u8, j: usize) -> usize {
         usize::from(codes[j])
     } else {
         let b = codes[j / 2];
-        usize::from(if j.is_multiple_of(2) { b & 0x0F } else { b >> 4 })
+        usize::from(if j.is_multiple_of(2) {
+            b & 0x0F
+        } else {
+            b >> 4
+        })
     }
 }
 

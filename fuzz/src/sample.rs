@@ -350,11 +350,47 @@ pub fn codec_file() -> Vec<u8> {
     finish(w)
 }
 
+/// A tensor large enough (64 x 1100 values) for the reader's parallel
+/// decode, with a width that is not a multiple of its palette's `d` = 16.
+pub fn parallel_file() -> Vec<u8> {
+    let mut rng = Rng::new(11);
+    let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
+    let p = w
+        .add_palette(PaletteSpec {
+            k: 16,
+            d: 16,
+            bits: 4,
+            elem: ElemType::Bf16,
+            values: &rng.values(256, -1.0, 1.0),
+        })
+        .expect("palette");
+    let (rows, cols) = (64usize, 1100usize);
+    let c = codes(&mut rng, rows * cols.div_ceil(16), 16);
+    let scales = rng.values(rows, 0.5, 2.0);
+    w.add_encoded_tensor(EncodedTensor {
+        name: "wide",
+        dtype: Dtype::Bf16,
+        shape: &[rows as u64, cols as u64],
+        role: Role::TokenEmbedding,
+        regime: Regime::Index,
+        stages: &[Stage {
+            palette: p,
+            codes: &c,
+        }],
+        scale: Some((ElemType::F16, &scales)),
+        slot_l: None,
+        quality: None,
+    })
+    .expect("wide tensor");
+    finish(w)
+}
+
 /// Every seed file, by name.
 pub fn seed_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("sample.hhtld", sample_file()),
         ("empty.hhtld", empty_file()),
         ("codec.hhtld", codec_file()),
+        ("parallel.hhtld", parallel_file()),
     ]
 }
