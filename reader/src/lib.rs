@@ -29,5 +29,5 @@ mod view;
 pub use error::ReaderError;
 pub use file::HhtldFile;
 pub use hhtld_format::decode::ElemSlice;
-pub use tensor::{RowView, TensorView};
+pub use tensor::{RowDecoder, RowView, TensorView};
 pub use view::{BasisView, FisherView, Hhtld, PaletteView, SectionStatus};

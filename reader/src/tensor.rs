@@ -61,6 +61,7 @@ fn slot_coef(slot_l: &[u8], r: usize) -> Option<&[i8; SLOT_L_DIMS]> {
 }
 
 /// Everything needed to decode rows, with typed slices resolved once.
+#[derive(Debug)]
 struct Decoder<'a> {
     data: &'a [u8],
     stride: usize,
@@ -357,6 +358,35 @@ impl<'a> TensorView<'a> {
         }
     }
 
+    /// A decoder for many rows of this tensor: the palette, scale and basis
+    /// views are resolved once, so each [`RowDecoder::decode_row_into`] is
+    /// only the row's bounds checks and the kernel (a loader's
+    /// token-embedding lookup). Works for PALETTE tensors and RAW float ones.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hhtld_reader::ReaderError> {
+    /// let file = hhtld_reader::HhtldFile::open("model.hhtld")?;
+    /// let view = file.view();
+    /// let emb = view.tensor_by_name("embeddings.word_embeddings.weight")?;
+    /// let rows = emb.row_decoder()?;
+    /// let mut out = vec![0f32; emb.n_cols()];
+    /// for token in [101usize, 2023, 102] {
+    ///     rows.decode_row_into(token, &mut out)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn row_decoder(&self) -> Result<RowDecoder<'a>, ReaderError> {
+        self.check_float()?;
+        let dec = match self.t().encoding {
+            Encoding::Palette => Some(self.decoder()?),
+            Encoding::Raw => None,
+        };
+        Ok(RowDecoder {
+            view: self.clone(),
+            dec,
+        })
+    }
+
     /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major.
     /// Large tensors are decoded on the rayon thread pool.
     pub fn decode_into(&self, out: &mut [f32]) -> Result<(), ReaderError> {
@@ -494,5 +524,44 @@ impl<'a> RowView<'a> {
     /// The row's scale, when the tensor has per-row scales.
     pub fn scale(&self) -> Option<f32> {
         self.scale
+    }
+}
+
+/// Decodes rows of one tensor with its views resolved once; see
+/// [`TensorView::row_decoder`].
+#[derive(Debug)]
+pub struct RowDecoder<'a> {
+    view: TensorView<'a>,
+    /// `None` for RAW tensors, which decode by conversion.
+    dec: Option<Decoder<'a>>,
+}
+
+impl RowDecoder<'_> {
+    /// Decodes row `r` into `out` (`out.len() == n_cols`); the same result
+    /// as [`TensorView::decode_row_into`].
+    pub fn decode_row_into(&self, r: usize, out: &mut [f32]) -> Result<(), ReaderError> {
+        let Some(dec) = &self.dec else {
+            return self.view.decode_row_into(r, out);
+        };
+        let t = self.view.t();
+        if r >= t.n_rows {
+            return Err(ReaderError::RowOutOfRange {
+                tensor: self.view.id(),
+                row: r,
+                n_rows: t.n_rows,
+            });
+        }
+        if out.len() != t.n_cols {
+            return Err(ReaderError::OutputLen {
+                tensor: self.view.id(),
+                expected: t.n_cols,
+                got: out.len(),
+            });
+        }
+        dec.row(r, out).map_err(|source| ReaderError::Kernel {
+            tensor: self.view.id(),
+            row: r,
+            source,
+        })
     }
 }
