@@ -271,14 +271,11 @@ pub(crate) fn palette_view<'a>(
     layout: &Layout,
     i: usize,
 ) -> Result<PaletteView<'a>, ReaderError> {
-    let p = layout
-        .palettes
-        .get(i)
-        .ok_or_else(|| ReaderError::IndexOutOfRange {
-            what: "palette",
-            index: i,
-            count: layout.palettes.len(),
-        })?;
+    let p = layout.palettes.get(i).ok_or(ReaderError::IndexOutOfRange {
+        what: "palette",
+        index: i,
+        count: layout.palettes.len(),
+    })?;
     let raw = bytes.get(p.range.clone()).unwrap_or(&[]);
     let entries = elem_slice(raw, p.elem, "palette", p.range.start)?;
     Ok(PaletteView {
@@ -296,14 +293,11 @@ pub(crate) fn basis_view<'a>(
     layout: &Layout,
     i: usize,
 ) -> Result<BasisView<'a>, ReaderError> {
-    let b = layout
-        .bases
-        .get(i)
-        .ok_or_else(|| ReaderError::IndexOutOfRange {
-            what: "basis",
-            index: i,
-            count: layout.bases.len(),
-        })?;
+    let b = layout.bases.get(i).ok_or(ReaderError::IndexOutOfRange {
+        what: "basis",
+        index: i,
+        count: layout.bases.len(),
+    })?;
     let raw = bytes.get(b.range.clone()).unwrap_or(&[]);
     let data = elem_slice(raw, b.elem, "basis", b.range.start)?;
     Ok(BasisView {
