@@ -517,6 +517,9 @@ pub fn run(input: &Input) {
     let bytes = out.into_inner();
     assert_eq!(report.file_len, bytes.len() as u64);
     report.check().expect("writer report adds up");
+    if let Err(e) = hhtld_reader::Hhtld::from_bytes(&bytes) {
+        panic!("the writer produced a file from_bytes rejects: {e}");
+    }
     let file = HhtldFile::copy_from_slice(&bytes)
         .unwrap_or_else(|e| panic!("the writer produced a file the reader rejects: {e}"));
     let h = file.view();
