@@ -254,8 +254,8 @@ fn empty_raw_tensor_with_huge_width_decodes_to_nothing() {
 
 /// Found by the `open` target: a METADATA section whose kind became 259
 /// with REQUIRED clear. A v1 reader skips it (spec §2 Compatibility); the
-/// file still verifies and inspects, and the size report's lines still add
-/// up to the file length once the unknown payload is counted.
+/// file still verifies and inspects, and the size report's lines add up to
+/// the file length (its `check()` once left the unknown payload out).
 #[test]
 fn unknown_optional_section_is_skipped_and_counted() {
     let b = regression("unknown_optional_section.hhtld");
@@ -269,9 +269,12 @@ fn unknown_optional_section_is_skipped_and_counted() {
     let json = inspect_json(&h, true);
     assert_eq!(json["sections"][25]["kind"], "unknown(259)");
     let size = SizeReport::from_layout(h.layout(), h.bytes());
+    assert_eq!(size.unknown_bytes, unknown[0].length as u64);
+    size.check()
+        .expect("the report adds up with an unknown section");
     let payload: u64 = size.by_kind.iter().map(|k| k.bytes).sum();
     let whole = size.header_bytes + size.table_bytes + size.padding_bytes;
-    assert_eq!(whole + payload + unknown[0].length as u64, size.file_len);
+    assert_eq!(whole + payload + size.unknown_bytes, size.file_len);
     assert!(exercise(&b).expect("reads").verified);
 }
 

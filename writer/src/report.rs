@@ -121,8 +121,12 @@ pub struct SizeReport {
     pub tensors: Vec<TensorBytes>,
     /// Per regime, in regime order; regimes with no tensor omitted.
     pub by_regime: Vec<RegimeBytes>,
-    /// Payload of shared PALETTE, BASIS and FISHER_Z sections no tensor uses.
+    /// Payload of shared PALETTE, BASIS and FISHER_Z sections no tensor
+    /// uses, and of sections of unknown kinds.
     pub unused_shared: u64,
+    /// Payload of sections of kinds this version does not know (optional
+    /// sections of a newer minor version); not in `by_kind`.
+    pub unknown_bytes: u64,
 }
 
 fn ratio(bytes: u64, bf16: u64) -> Option<f64> {
@@ -153,7 +157,7 @@ impl SizeReport {
     /// Checks both accounting identities of the module documentation;
     /// `Err` says which one fails. A report from the writer always passes.
     pub fn check(&self) -> Result<(), String> {
-        let payload: u64 = self.by_kind.iter().map(|k| k.bytes).sum();
+        let payload: u64 = self.by_kind.iter().map(|k| k.bytes).sum::<u64>() + self.unknown_bytes;
         let whole = self.header_bytes + self.table_bytes + self.padding_bytes + payload;
         if whole != self.file_len {
             return Err(format!(
@@ -188,6 +192,7 @@ impl SizeReport {
             "table": self.table_bytes,
             "padding": self.padding_bytes,
             "unused_shared": self.unused_shared,
+            "unknown_bytes": self.unknown_bytes,
             "bf16_bytes": self.bf16_bytes(),
             "ratio": self.ratio(),
             "by_kind": self.by_kind.iter().map(|k| json!({
@@ -444,6 +449,7 @@ impl SizeReport {
             tensors,
             by_regime,
             unused_shared,
+            unknown_bytes: unknown,
         }
     }
 
