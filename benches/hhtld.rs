@@ -10,7 +10,9 @@
 //! `scripts/bench.sh` prepares) and made there when missing. `cargo bench`
 //! is not part of CI; `scripts/bench.sh` gives the interleaved ratio table.
 
-use std::fs::File;
+#[path = "../examples/bench_support/mod.rs"]
+mod bench_support;
+use bench_support::{bf16_to_f32, map, word_sum, SplitMix};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +24,6 @@ use hhtld_format::Encoding;
 use hhtld_reader::{Hhtld, HhtldFile, TensorView};
 use hhtld_writer::import::SafetensorsModel;
 use hhtld_writer::pipeline::{encode_model, EncodeOptions, Profile};
-use memmap2::Mmap;
 use rayon::prelude::*;
 use safetensors::SafeTensors;
 
@@ -37,18 +38,6 @@ const PAR_MIN_ELEMS: usize = 1 << 16;
 const PAR_TASK_ELEMS: usize = 1 << 14;
 /// Random rows per iteration of case 3.
 const ROWS_PER_ITER: usize = 10_000;
-
-/// SplitMix64 with a fixed seed.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 fn model_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HHTLD_MODEL") {
@@ -80,38 +69,6 @@ fn bench_files(model: &Path) -> Result<(PathBuf, PathBuf), Error> {
         bench_prepare::write_bf16_copy(model, &b)?;
     }
     Ok((h, b))
-}
-
-fn map(path: &Path) -> Result<Mmap, Error> {
-    let f = File::open(path)?;
-    // SAFETY: read-only map of a benchmark file nothing modifies meanwhile.
-    Ok(unsafe { Mmap::map(&f)? })
-}
-
-/// BF16 bytes to f32 with `half`, as a safetensors loader does.
-fn bf16_to_f32(src: &[u8], out: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    use zerocopy::FromBytes;
-    match <[bf16]>::ref_from_bytes(src) {
-        Ok(v) if v.len() == out.len() => v.convert_to_f32_slice(out),
-        _ => {
-            for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-    }
-}
-
-/// Wrapping sum of little-endian u64 words: a plain, vectorised read.
-fn word_sum(b: &[u8]) -> u64 {
-    let words = b.chunks_exact(8);
-    let tail = words
-        .remainder()
-        .iter()
-        .fold(0u64, |a, &x| a.wrapping_add(u64::from(x)));
-    words
-        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
-        .fold(tail, u64::wrapping_add)
 }
 
 fn model_cases(c: &mut Criterion, hpath: &Path, bpath: &Path) -> Result<(), Error> {

@@ -12,12 +12,14 @@
 //! and 75th percentiles. Every sample runs the operation enough times to
 //! last at least `MIN_SAMPLE`.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::{bf16_to_f32, map, word_sum, SplitMix};
 use std::fs::File;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use half::bf16;
 use hhtld_format::{Dtype, Encoding};
 use hhtld_reader::{Hhtld, HhtldFile, TensorView};
 use memmap2::Mmap;
@@ -34,18 +36,6 @@ const PAR_TASK_ELEMS: usize = 1 << 14;
 /// Random rows per sample of case 3.
 const RANDOM_ROWS: usize = 100_000;
 const TOKEN_EMBEDDING: &str = "embeddings.word_embeddings.weight";
-
-/// SplitMix64: a fixed-seed generator for the random rows.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// Seconds per call of `f`, over `iters` calls.
 fn time_iters(iters: usize, f: &mut dyn FnMut()) -> f64 {
@@ -132,34 +122,6 @@ fn row(case: String, m: (f64, f64, f64, f64, f64), note: String, goal: Option<f6
     }
 }
 
-/// BF16 little-endian bytes to f32, the way a safetensors loader does it
-/// with `half`: a typed view when aligned, else byte pairs.
-fn bf16_to_f32(src: &[u8], out: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    use zerocopy::FromBytes;
-    match <[bf16]>::ref_from_bytes(src) {
-        Ok(v) if v.len() == out.len() => v.convert_to_f32_slice(out),
-        _ => {
-            for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-    }
-}
-
-/// Wrapping sum of the mapping as little-endian u64 words (the tail bytes
-/// added one by one): a plain read that vectorises to packed 64-bit adds.
-fn word_sum(b: &[u8]) -> u64 {
-    let words = b.chunks_exact(8);
-    let tail = words
-        .remainder()
-        .iter()
-        .fold(0u64, |a, &x| a.wrapping_add(u64::from(x)));
-    words
-        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
-        .fold(tail, u64::wrapping_add)
-}
-
 fn fmt_time(s: f64) -> String {
     if s >= 1.0 {
         format!("{s:.2} s")
@@ -189,12 +151,6 @@ fn encoded_pairs<'a>(
         out.push((t, b.data()));
     }
     Ok(out)
-}
-
-fn map(path: &Path) -> Result<Mmap, Error> {
-    let f = File::open(path)?;
-    // SAFETY: read-only map of a benchmark file nothing modifies meanwhile.
-    Ok(unsafe { Mmap::map(&f)? })
 }
 
 fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) -> Result<(), Error> {

@@ -8,6 +8,9 @@
 //! so every run encodes the same numbers. With `--rows 4096 --reps 1` this
 //! is also the small encode profiled under callgrind by `scripts/bench.sh`.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::SplitMix;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -18,22 +21,6 @@ use hhtld_writer::pipeline::Profile;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const N_COLS: usize = 384;
-
-/// SplitMix64.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// `n` normal samples with standard deviation `sd`.
 fn normal(n: usize, sd: f64, seed: u64) -> Vec<f32> {

@@ -17,6 +17,9 @@
 //! and validated with `Hhtld::from_bytes`, the same parse
 //! `HhtldFile::open` runs, so the resident size is exactly the pages touched.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::SplitMix;
 use std::fs::File;
 use std::hint::black_box;
 use std::path::Path;
@@ -28,18 +31,6 @@ use memmap2::{Advice, Mmap};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const TOKEN_EMBEDDING: &str = "embeddings.word_embeddings.weight";
-
-/// SplitMix64, the same seed as `bench_compare`'s case 3.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// (minor, major) page faults of this process so far.
 fn faults() -> (u64, u64) {
