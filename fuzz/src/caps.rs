@@ -17,6 +17,8 @@ use hhtld_writer::builder::{
 use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, StageShape, SCALE_ELEM};
 use hhtld_writer::report::SizeReport;
 
+use crate::matrix;
+
 use crate::assert_same_f32;
 use crate::roundtrip::Elem;
 
@@ -649,16 +651,6 @@ fn writer_ops(input: &Input) {
     assert_eq!(SizeReport::from_layout(h.layout(), h.bytes()), report);
     crate::check::report(&h);
     crate::check::views(&h);
-}
-
-fn matrix(shape: &[u64]) -> Option<(u64, u64)> {
-    let (r, c) = match shape {
-        [] => (1, 1),
-        [c] => (1, *c),
-        [r, rest @ ..] => (*r, rest.iter().try_fold(1u64, |a, &b| a.checked_mul(b))?),
-    };
-    r.checked_mul(c)?;
-    Some((r, c))
 }
 
 fn numel(shape: &[u64]) -> Option<u64> {

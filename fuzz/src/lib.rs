@@ -13,6 +13,13 @@ pub mod repair;
 pub mod roundtrip;
 pub mod sample;
 
+/// The spec's matrix view `(n_rows, n_cols)` of a shape
+/// (`hhtld_writer::import::matrix_dims`), or `None` when `n_cols` or
+/// `n_rows x n_cols` overflows u64.
+pub fn matrix(shape: &[u64]) -> Option<(u64, u64)> {
+    hhtld_writer::import::matrix_dims(shape).filter(|(r, c)| r.checked_mul(*c).is_some())
+}
+
 /// Whether two f32 values are the same: equal bits, or both NaN (Rust does
 /// not fix NaN payloads of arithmetic, so only NaN-ness is comparable).
 pub fn same_f32(a: f32, b: f32) -> bool {

@@ -17,6 +17,8 @@ use hhtld_writer::builder::{
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
 
+use crate::matrix;
+
 use crate::reference::{RefRow, RefStage};
 use crate::{assert_same_f32, same_f32};
 
@@ -237,16 +239,6 @@ fn tame(v: f32, elem: ElemType) -> f32 {
 
 fn ramp(i: usize) -> f32 {
     (i % 7) as f32 * 0.375 - 1.25
-}
-
-fn matrix(shape: &[u64]) -> Option<(u64, u64)> {
-    let (r, c) = match shape {
-        [] => (1, 1),
-        [c] => (1, *c),
-        [r, rest @ ..] => (*r, rest.iter().try_fold(1u64, |a, &b| a.checked_mul(b))?),
-    };
-    r.checked_mul(c)?;
-    Some((r, c))
 }
 
 fn shape_of(dims: &[u8]) -> Vec<u64> {
