@@ -491,14 +491,15 @@ fn encode_one_group<W: Write + Seek>(
     let mats: Vec<Matrix<'_>> = loaded.iter().map(Loaded::matrix).collect();
     let (enc, stats) = encode_measured(&mats, &spec).map_err(codec_err)?;
 
-    let passes = |q: &QualityStats| gate.is_none_or(|g| g.passes(q));
-    let keep: Vec<bool> = stats.iter().map(|q| passes(q) || !opts.fallback).collect();
-    // The group's palettes are written only if some member keeps them.
-    let shared = if keep.iter().any(|&k| k) {
-        Some(add_group_objects(w, &enc, opts.fisher_z)?)
-    } else {
-        None
-    };
+    // Per member: the gate it missed and must fall back under, or None to
+    // keep the group's codec.
+    let missed: Vec<Option<Gate>> = stats
+        .iter()
+        .map(|q| gate.filter(|g| opts.fallback && !g.passes(q)))
+        .collect();
+    // The group's palettes are written once, at the first member that keeps
+    // them, so a group whose every member falls back writes none.
+    let mut shared: Option<GroupObjects> = None;
     for (m, &i) in group.iter().enumerate() {
         let t = &tensors[i];
         let mut outcome = TensorOutcome {
@@ -510,25 +511,20 @@ fn encode_one_group<W: Write + Seek>(
             passed: gate.map(|g| g.passes(&stats[m])),
             fallbacks: Vec::new(),
         };
-        if keep[m] {
-            let objs = shared
-                .as_ref()
-                .ok_or_else(|| unreachable_state(&t.info.name))?;
-            add_encoded(w, t, &enc, m, objs, &stats[m])?;
-        } else {
-            let g = gate.ok_or_else(|| unreachable_state(&t.info.name))?;
-            outcome
-                .fallbacks
-                .push(miss_line(&describe_spec(&spec), &stats[m], &g));
-            fall_back(w, t, &mats[m], &spec, g, opts.fisher_z, &mut outcome).map_err(
-                |e| match e {
-                    EncodeError::Codec { source, .. } => EncodeError::Codec {
-                        tensor: t.info.name.clone(),
-                        source,
-                    },
-                    e => e,
-                },
-            )?;
+        match missed[m] {
+            None => {
+                let objs = match shared {
+                    Some(ref o) => o,
+                    None => shared.insert(add_group_objects(w, &enc, opts.fisher_z)?),
+                };
+                add_encoded(w, t, &enc, m, objs, &stats[m])?;
+            }
+            Some(g) => {
+                outcome
+                    .fallbacks
+                    .push(miss_line(&describe_spec(&spec), &stats[m], &g));
+                fall_back(w, t, &mats[m], &spec, g, opts.fisher_z, &mut outcome)?;
+            }
         }
         outcomes[i] = Some(outcome);
         progress(Progress::Tensor {
@@ -537,15 +533,6 @@ fn encode_one_group<W: Write + Seek>(
         });
     }
     Ok(())
-}
-
-/// Never expected: used instead of a panic where the control flow above
-/// guarantees a value.
-fn unreachable_state(name: &str) -> EncodeError {
-    EncodeError::Codec {
-        tensor: name.to_string(),
-        source: CodecError::EmptyGroup,
-    }
 }
 
 /// Walks [`fallback_chain`] until a codec meets `gate`; raw BF16 always
