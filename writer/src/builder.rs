@@ -160,18 +160,9 @@ pub struct SlotL<'a> {
     pub scale: f32,
 }
 
-/// Reconstruction quality of an encoded tensor, as measured by its codec.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quality {
-    /// Median per-row Pearson rho, in [-1, 1].
-    pub rho_median: f32,
-    /// 5th percentile per-row rho, in [-1, 1].
-    pub rho_p5: f32,
-    /// Minimum per-row rho, in [-1, 1].
-    pub rho_min: f32,
-    /// Relative Frobenius error, `>= 0`.
-    pub rel_fro: f32,
-}
+/// Reconstruction quality of an encoded tensor, as measured by its codec:
+/// the format's own record type, so what is written is what a reader gets.
+pub use hhtld_format::validate::Quality;
 
 /// A palette-encoded tensor.
 #[derive(Debug, Clone, Copy)]
