@@ -217,30 +217,6 @@ impl EncodeOptions {
     }
 }
 
-/// Quality figures of one encoded tensor (all rows).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QualitySummary {
-    /// Median per-row rho.
-    pub rho_median: f32,
-    /// 5th-percentile per-row rho.
-    pub rho_p5: f32,
-    /// Smallest per-row rho.
-    pub rho_min: f32,
-    /// Relative Frobenius error.
-    pub rel_fro: f32,
-}
-
-impl From<&QualityStats> for QualitySummary {
-    fn from(q: &QualityStats) -> Self {
-        QualitySummary {
-            rho_median: q.rho_median,
-            rho_p5: q.rho_p5,
-            rho_min: q.rho_min,
-            rel_fro: q.rel_fro,
-        }
-    }
-}
-
 /// What happened to one tensor.
 #[derive(Debug, Clone)]
 pub struct TensorOutcome {
@@ -253,7 +229,7 @@ pub struct TensorOutcome {
     /// Final codec, or `None` for passthrough.
     pub codec: Option<Codec>,
     /// Quality of the final codec (encoded tensors only).
-    pub quality: Option<QualitySummary>,
+    pub quality: Option<Quality>,
     /// Whether the final codec meets the regime's gate (`None`: no gate).
     pub passed: Option<bool>,
     /// One line per codec that was tried and missed the gate.
@@ -507,7 +483,7 @@ fn encode_one_group<W: Write + Seek>(
             role: t.class.role,
             regime,
             codec: Some(Codec::Palette(spec)),
-            quality: Some(QualitySummary::from(&stats[m])),
+            quality: Some(Quality::from(&stats[m])),
             passed: gate.map(|g| g.passes(&stats[m])),
             fallbacks: Vec::new(),
         };
@@ -564,7 +540,7 @@ fn fall_back<W: Write + Seek>(
                     let objs = add_group_objects(w, &enc, fisher_z)?;
                     add_encoded(w, t, &enc, 0, &objs, q)?;
                     outcome.codec = Some(codec);
-                    outcome.quality = Some(QualitySummary::from(q));
+                    outcome.quality = Some(Quality::from(q));
                     outcome.passed = Some(true);
                     return Ok(());
                 }
@@ -594,7 +570,7 @@ fn fall_back<W: Write + Seek>(
                 let q = row_quality(m, &back).map_err(codec_err)?;
                 outcome.codec = Some(codec);
                 outcome.passed = Some(gate.passes(&q));
-                outcome.quality = Some(QualitySummary::from(&q));
+                outcome.quality = Some(Quality::from(&q));
                 return Ok(());
             }
         }
@@ -671,12 +647,7 @@ fn add_encoded<W: Write + Seek>(
         stages: &stages,
         scale: e.scales.as_deref().map(|s| (SCALE_ELEM, s)),
         slot_l,
-        quality: Some(Quality {
-            rho_median: q.rho_median,
-            rho_p5: q.rho_p5,
-            rho_min: q.rho_min,
-            rel_fro: q.rel_fro,
-        }),
+        quality: Some(Quality::from(q)),
     })?;
     Ok(())
 }

@@ -143,6 +143,18 @@ where
     })
 }
 
+impl From<&QualityStats> for hhtld_format::validate::Quality {
+    /// The four figures a file records for an encoded tensor.
+    fn from(q: &QualityStats) -> Self {
+        hhtld_format::validate::Quality {
+            rho_median: q.rho_median,
+            rho_p5: q.rho_p5,
+            rho_min: q.rho_min,
+            rel_fro: q.rel_fro,
+        }
+    }
+}
+
 /// A quality gate: a tensor passes when its median and 5th-percentile row
 /// rho both reach these values.
 #[derive(Debug, Clone, Copy, PartialEq)]
