@@ -14,15 +14,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "real model"
 HHTLD_MODEL=$(scripts/fetch_model.sh)
 export HHTLD_MODEL
-# The decode test checks the output with the official Python package.
-python3 -c 'import safetensors, numpy' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
+# Python tests and checks run in the project's own virtual environment.
+HHTLD_PYTHON="$(scripts/venv.sh)/bin/python"
+export HHTLD_PYTHON
 
 step "unit, integration and conformance tests"
 cargo test --workspace --release
 
 step "independent spec checker"
-python3 spec/check_vectors.py
+"$HHTLD_PYTHON" spec/check_vectors.py
 
 step "fuzz smoke runs"
 scripts/fuzz_smoke.sh

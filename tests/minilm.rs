@@ -93,11 +93,13 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
     assert_ok(&d);
     let ins_path = tmp(&dir, "inspect.json");
     std::fs::write(&ins_path, serde_json::to_vec(&ins).unwrap()).unwrap();
-    let py = Command::new("python3")
+    // The venv made by scripts/venv.sh (test.sh exports HHTLD_PYTHON).
+    let python = std::env::var("HHTLD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let py = Command::new(&python)
         .arg(root().join("tests/python/check_decoded.py"))
         .args([model(), &dec, &ins_path])
         .output()
-        .expect("python3");
+        .expect("the Python of scripts/venv.sh (HHTLD_PYTHON)");
     let report = String::from_utf8_lossy(&py.stdout);
     assert!(
         py.status.success(),
