@@ -21,6 +21,9 @@ export HHTLD_PYTHON
 step "unit, integration and conformance tests"
 cargo test --workspace --release
 
+step "Python tests (reference forward pass metrics)"
+"$HHTLD_PYTHON" -m pytest -q tests/python/test_reference_eval.py
+
 step "independent spec checker"
 "$HHTLD_PYTHON" spec/check_vectors.py
 
