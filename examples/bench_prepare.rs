@@ -28,7 +28,7 @@ pub fn write_bf16_copy(src: &Path, dst: &Path) -> Result<u64, Error> {
     let st = SafeTensors::deserialize(&map)?;
     let (_, meta) = SafeTensors::read_metadata(&map)?;
 
-    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_owned).collect();
     names.sort();
     let mut converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(names.len());
     let mut params = 0u64;
@@ -79,7 +79,7 @@ pub fn write_bf16_copy(src: &Path, dst: &Path) -> Result<u64, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     let info: Option<HashMap<String, String>> = meta.metadata().clone();
     let tmp = dst.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, &info, &tmp)?;
+    safetensors::serialize_to_file(views, info, &tmp)?;
     std::fs::rename(&tmp, dst)?;
     Ok(params)
 }

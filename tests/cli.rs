@@ -36,7 +36,7 @@ fn write_model(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
         .iter()
         .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    safetensors::serialize_to_file(views, &None, path).unwrap();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 struct Dir(tempfile::TempDir);

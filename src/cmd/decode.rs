@@ -123,7 +123,7 @@ pub fn run(path: &Path, dest: &Path, dtype: Option<Dtype>) -> Result<Outcome, Fa
     let info = (!info.is_empty()).then_some(info);
 
     let tmp = temp_path(dest);
-    let written = safetensors::serialize_to_file(tensors, &info, &tmp)
+    let written = safetensors::serialize_to_file(tensors, info, &tmp)
         .map_err(|e| Failure(format!("{}: {e}", dest.display())))
         .and_then(|()| match err.borrow_mut().take() {
             Some(e) => Err(Failure(e)),

@@ -722,7 +722,7 @@ fn classify_model_checks_override_names() {
             TensorView::new(safetensors::Dtype::I64, vec![1, 8], &ids).unwrap(),
         ),
     ];
-    safetensors::serialize_to_file(views, &None, &path).unwrap();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
     let model = SafetensorsModel::open(&path).unwrap();
 
     let plain = Classifier::new().classify_model(&model).unwrap();
