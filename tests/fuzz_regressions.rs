@@ -245,7 +245,7 @@ fn empty_raw_tensor_with_huge_width_decodes_to_nothing() {
     assert!(t.n_cols() > 1 << 50, "n_cols {}", t.n_cols());
     assert_eq!(t.decode().expect("decode").len(), 0);
     assert!(matches!(
-        t.decode_row_into(0, &mut []),
+        t.decode_row_into(0, &mut [0f32; 0]),
         Err(ReaderError::RowOutOfRange { .. })
     ));
     let out = exercise(&b).expect("reads");

@@ -158,7 +158,7 @@ fn check_raw_tensor(t: &TensorView<'_>, heavy: bool) {
         assert!(matches!(t.decode(), Err(ReaderError::NotFloat { .. })));
         // The dtype is checked before anything else, so any buffer will do.
         assert!(matches!(
-            t.decode_row_into(0, &mut []),
+            t.decode_row_into(0, &mut [0f32; 0]),
             Err(ReaderError::NotFloat { .. })
         ));
         return;
@@ -217,7 +217,7 @@ fn check_palette_tensor(h: &Hhtld<'_>, tables: &FileTables, t: &TensorView<'_>, 
     assert!(t.stage_palette(t.stages().len()).is_err());
     // The row is checked before the buffer length.
     assert!(matches!(
-        t.decode_row_into(t.n_rows(), &mut []),
+        t.decode_row_into(t.n_rows(), &mut [0f32; 0]),
         Err(ReaderError::RowOutOfRange { .. })
     ));
     assert!(matches!(

@@ -54,8 +54,23 @@ pub enum ReaderError {
         /// Its row count.
         n_rows: usize,
     },
-    /// A RAW tensor whose dtype has no conversion to f32.
-    #[error("{tensor}: dtype {dtype} is not a float type this reader converts to f32")]
+    /// A row range that is reversed or reaches past the tensor's row count.
+    #[error("{tensor}: rows {start}..{end} are out of range (n_rows {n_rows})")]
+    RowsOutOfRange {
+        /// The tensor.
+        tensor: TensorId,
+        /// First row asked for.
+        start: usize,
+        /// One past the last row asked for.
+        end: usize,
+        /// Its row count.
+        n_rows: usize,
+    },
+    /// A RAW tensor whose dtype has no conversion to a float output
+    /// (integers, BOOL, F8_*); read its bytes with `raw_bytes` instead.
+    #[error(
+        "{tensor}: dtype {dtype} is not a float type this reader converts to f32, bf16 or f16"
+    )]
     NotFloat {
         /// The tensor.
         tensor: TensorId,
@@ -135,7 +150,7 @@ pub enum ReaderError {
         source: KernelError,
     },
     /// The decoded tensor does not fit in memory.
-    #[error("{tensor}: cannot allocate {elements} f32 values")]
+    #[error("{tensor}: cannot allocate {elements} decoded values")]
     Alloc {
         /// The tensor.
         tensor: TensorId,

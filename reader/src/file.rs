@@ -8,7 +8,7 @@ use hhtld_format::{parse, Layout};
 use memmap2::Mmap;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
-use crate::{Hhtld, ReaderError};
+use crate::{Hhtld, ReaderError, TensorHandle};
 
 /// 64 bytes at a 64-byte-aligned address: the unit of owned storage, so
 /// every section start (a multiple of 64 in the file) is 64-aligned in memory.
@@ -34,7 +34,16 @@ impl Storage {
 /// An open, validated hhtld file. Opening checks the header, table, padding
 /// and directory (spec §7) in time proportional to the directory; tensor
 /// data is only touched when read or verified.
+///
+/// A handle: cloning shares the mapping and layout (an `Arc` inside), and it
+/// is `Send + Sync`, so a loader can keep it, and [`TensorHandle`]s made from
+/// it, without borrowing a local.
+#[derive(Clone)]
 pub struct HhtldFile {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     storage: Storage,
     layout: Arc<Layout>,
     path: Option<PathBuf>,
@@ -58,11 +67,11 @@ impl HhtldFile {
         // atomically via rename, which leaves this mapping on the old inode).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let layout = parse(&map)?;
-        Ok(HhtldFile {
+        Ok(HhtldFile::new(Inner {
             storage: Storage::Mmap(map),
             layout: Arc::new(layout),
             path: Some(path.to_path_buf()),
-        })
+        }))
     }
 
     /// Copies `bytes` into 64-byte-aligned memory and validates it.
@@ -81,40 +90,92 @@ impl HhtldFile {
             len: bytes.len(),
         };
         let layout = parse(storage.bytes())?;
-        Ok(HhtldFile {
+        Ok(HhtldFile::new(Inner {
             storage,
             layout: Arc::new(layout),
             path: None,
-        })
+        }))
+    }
+
+    fn new(inner: Inner) -> HhtldFile {
+        HhtldFile {
+            inner: Arc::new(inner),
+        }
     }
 
     /// A borrowed view for reading tensors, palettes and metadata.
     pub fn view(&self) -> Hhtld<'_> {
-        Hhtld::with_layout(self.storage.bytes(), Arc::clone(&self.layout))
+        Hhtld::with_layout(self.bytes(), Arc::clone(&self.inner.layout))
     }
 
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
-        self.storage.bytes()
+        self.inner.storage.bytes()
     }
 
     /// The validated layout.
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        &self.inner.layout
     }
 
     /// The path given to [`HhtldFile::open`], if any.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.layout().tensors.len()
+    }
+
+    /// The directory index of the tensor called `name`: a lookup in an index
+    /// built at open (no scan, no allocation).
+    pub fn tensor_index(&self, name: &str) -> Option<usize> {
+        self.layout().tensor_index(self.bytes(), name)
+    }
+
+    /// Whether a tensor called `name` exists (same lookup as
+    /// [`HhtldFile::tensor_index`]).
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensor_index(name).is_some()
+    }
+
+    /// An owned handle on tensor `i`, in directory order.
+    pub fn tensor(&self, i: usize) -> Result<TensorHandle, ReaderError> {
+        TensorHandle::new(self.clone(), i)
+    }
+
+    /// An owned handle on the tensor called `name`.
+    pub fn tensor_by_name(&self, name: &str) -> Result<TensorHandle, ReaderError> {
+        match self.tensor_index(name) {
+            Some(i) => self.tensor(i),
+            None => Err(ReaderError::NoSuchTensor {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Owned handles on every tensor, in directory order.
+    pub fn tensors(&self) -> impl ExactSizeIterator<Item = TensorHandle> + '_ {
+        (0..self.tensor_count()).map(move |i| TensorHandle::unchecked(self.clone(), i))
+    }
+
+    /// Tensor names, in directory order.
+    pub fn tensor_names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.tensor_count()).map(move |i| {
+            self.layout()
+                .tensor_name(self.bytes(), i)
+                .unwrap_or_default()
+        })
     }
 }
 
 impl core::fmt::Debug for HhtldFile {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("HhtldFile")
-            .field("path", &self.path)
-            .field("len", &self.storage.bytes().len())
-            .field("tensors", &self.layout.tensors.len())
+            .field("path", &self.inner.path)
+            .field("len", &self.bytes().len())
+            .field("tensors", &self.tensor_count())
             .finish()
     }
 }

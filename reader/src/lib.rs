@@ -1,18 +1,28 @@
 //! Zero-copy reader for hhtld files.
 //!
 //! [`HhtldFile::open`] memory-maps a file and validates its structure
-//! (spec §7) in time proportional to its directory; [`HhtldFile::view`] gives
-//! an [`Hhtld`] whose tensor, palette, basis and FisherZ views are slices of
-//! the mapping. [`Hhtld::verify`] checks every section CRC.
+//! (spec §7) in time proportional to its directory. The file handle is
+//! cheap to clone and `Send + Sync`; [`HhtldFile::tensor_by_name`] gives an
+//! owned [`TensorHandle`] that decodes to `f32`, `bf16` or `f16` (whole
+//! tensor, a row, a range of rows). [`HhtldFile::view`] gives the borrowed
+//! [`Hhtld`] whose tensor, palette, basis and FisherZ views are slices of the
+//! mapping, and [`Hhtld::verify`] checks every section CRC.
 //!
-//! ```no_run
+//! Every type in this crate's API is re-exported here, so a loader needs no
+//! other hhtld crate; the format crate itself is [`format`].
+//!
+//! ```
 //! # fn main() -> Result<(), hhtld_reader::ReaderError> {
-//! let file = hhtld_reader::HhtldFile::open("model.hhtld")?;
-//! let h = file.view();
-//! h.verify()?;
-//! let t = h.tensor_by_name("encoder.layer.0.attention.self.query.weight")?;
-//! let mut row = vec![0f32; t.n_cols()];
-//! t.decode_row_into(0, &mut row)?;
+//! use hhtld_reader::{bf16, Encoding, HhtldFile};
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/valid/palette-f32-8bit.hhtld");
+//! let file = HhtldFile::open(path)?;
+//! file.view().verify()?;
+//! for t in file.tensors() {
+//!     if t.encoding() == Encoding::Palette {
+//!         let w: Vec<bf16> = t.decode_as()?;
+//!         assert_eq!(w.len(), t.numel());
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -21,13 +31,27 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("hhtld-reader's typed views need a little-endian host");
 
+mod elem;
 mod error;
 mod file;
+mod handle;
 mod tensor;
 mod view;
 
+pub use elem::OutElem;
 pub use error::ReaderError;
 pub use file::HhtldFile;
-pub use hhtld_format::decode::ElemSlice;
+pub use handle::TensorHandle;
 pub use tensor::{RowDecoder, RowView, TensorView};
 pub use view::{BasisView, FisherView, Hhtld, PaletteView, SectionStatus};
+
+/// The format crate: on-disk rules, records and the decode kernel.
+pub use hhtld_format as format;
+
+pub use half::{bf16, f16};
+pub use hhtld_format::decode::{ElemSlice, KernelError};
+pub use hhtld_format::error::{Place, RefProblem, TensorId};
+pub use hhtld_format::validate::{
+    Basis, Fisher, MetaEntry, Palette, Quality, ScaleRef, Section, SlotRef, Stage, Tensor,
+};
+pub use hhtld_format::{Dtype, ElemType, Encoding, FormatError, Layout, Regime, Role, SectionKind};

@@ -1,10 +1,14 @@
 //! [`TensorView`] and [`RowView`]: zero-copy access to one tensor's codes,
 //! scales, SlotL coefficients and raw bytes, and decoding to f32.
 
+use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::Arc;
 
 use half::{bf16, f16};
-use hhtld_format::decode::{decode_row, n_sub, unpack_code, ElemSlice, SlotRow, StageRow};
+use hhtld_format::decode::{
+    decode_row, n_sub, unpack_code, ElemSlice, KernelError, SlotRow, StageRow,
+};
 use hhtld_format::error::TensorId;
 use hhtld_format::limits::{MAX_STAGES, SLOT_L_DIMS};
 use hhtld_format::validate::{Quality, Stage, Tensor};
@@ -12,7 +16,9 @@ use hhtld_format::{Dtype, ElemType, Encoding, Layout, Regime, Role};
 use rayon::prelude::*;
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
+use crate::elem::{convert_raw, is_float};
 use crate::view::{basis_view, palette_view, PaletteView};
+use crate::OutElem;
 use crate::ReaderError;
 
 /// Tensors with at least this many elements decode on several threads.
@@ -71,8 +77,14 @@ struct Decoder<'a> {
     slot: Option<(&'a [u8], ElemSlice<'a>, f32)>,
 }
 
+thread_local! {
+    /// A row of f32 for decoding into bf16 or f16: the kernel's arithmetic
+    /// is f32, and one row of it stays in cache.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 impl<'a> Decoder<'a> {
-    fn row(&self, r: usize, out: &mut [f32]) -> Result<(), hhtld_format::decode::KernelError> {
+    fn row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
         let start = r * self.stride;
         let codes = self.data.get(start..start + self.stride).unwrap_or(&[]);
         let mut rows: [StageRow<'a>; MAX_STAGES] = [StageRow {
@@ -102,6 +114,33 @@ impl<'a> Decoder<'a> {
             _ => None,
         };
         decode_row(&rows[..self.n_stages], scale, slot.as_ref(), out)
+    }
+
+    /// Decodes consecutive rows from `first` into `out` (whole rows of
+    /// `n_cols`, `n_cols > 0`); the error carries the failing row.
+    fn rows<O: OutElem>(
+        &self,
+        first: usize,
+        out: &mut [O],
+        n_cols: usize,
+    ) -> Result<(), (usize, KernelError)> {
+        if n_cols == 0 {
+            return Ok(());
+        }
+        if let Some(out) = O::as_f32_mut(out) {
+            for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
+                self.row(first + i, row).map_err(|e| (first + i, e))?;
+            }
+            return Ok(());
+        }
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.resize(n_cols, 0.0);
+            for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
+                self.row(first + i, buf).map_err(|e| (first + i, e))?;
+                O::from_f32_slice(buf, row);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -307,9 +346,7 @@ impl<'a> TensorView<'a> {
 
     fn check_float(&self) -> Result<(), ReaderError> {
         let t = self.t();
-        if t.encoding == Encoding::Raw
-            && !matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::Bf16 | Dtype::F64)
-        {
+        if t.encoding == Encoding::Raw && !is_float(t.dtype) {
             return Err(ReaderError::NotFloat {
                 tensor: self.id(),
                 dtype: t.dtype,
@@ -318,9 +355,33 @@ impl<'a> TensorView<'a> {
         Ok(())
     }
 
+    /// Checks that `rows` lies inside the tensor and `out` holds exactly its rows.
+    fn check_rows(&self, rows: &Range<usize>, out_len: usize) -> Result<(), ReaderError> {
+        let t = self.t();
+        if rows.start > rows.end || rows.end > t.n_rows {
+            return Err(ReaderError::RowsOutOfRange {
+                tensor: self.id(),
+                start: rows.start,
+                end: rows.end,
+                n_rows: t.n_rows,
+            });
+        }
+        // Cannot overflow: the range lies inside a tensor whose numel fits.
+        let expected = (rows.end - rows.start) * t.n_cols;
+        if out_len != expected {
+            return Err(ReaderError::OutputLen {
+                tensor: self.id(),
+                expected,
+                got: out_len,
+            });
+        }
+        Ok(())
+    }
+
     /// Decodes row `r` into `out` (`out.len() == n_cols`): spec §4 for
-    /// PALETTE tensors, a conversion for RAW F32, F16, BF16 and F64.
-    pub fn decode_row_into(&self, r: usize, out: &mut [f32]) -> Result<(), ReaderError> {
+    /// PALETTE tensors, a conversion for RAW F32, F16, BF16 and F64. `out`
+    /// is `f32`, `bf16` or `f16` (see [`OutElem`] for the rounding).
+    pub fn decode_row_into<O: OutElem>(&self, r: usize, out: &mut [O]) -> Result<(), ReaderError> {
         let t = self.t();
         self.check_float()?;
         if r >= t.n_rows {
@@ -346,15 +407,18 @@ impl<'a> TensorView<'a> {
                 convert_raw(t.dtype, b, out);
                 Ok(())
             }
-            Encoding::Palette => {
-                self.decoder()?
-                    .row(r, out)
-                    .map_err(|source| ReaderError::Kernel {
-                        tensor: self.id(),
-                        row: r,
-                        source,
-                    })
-            }
+            Encoding::Palette => self
+                .decoder()?
+                .rows(r, out, t.n_cols)
+                .map_err(|(row, source)| self.kernel_error(row, source)),
+        }
+    }
+
+    fn kernel_error(&self, row: usize, source: KernelError) -> ReaderError {
+        ReaderError::Kernel {
+            tensor: self.id(),
+            row,
+            source,
         }
     }
 
@@ -363,15 +427,16 @@ impl<'a> TensorView<'a> {
     /// only the row's bounds checks and the kernel (a loader's
     /// token-embedding lookup). Works for PALETTE tensors and RAW float ones.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), hhtld_reader::ReaderError> {
-    /// let file = hhtld_reader::HhtldFile::open("model.hhtld")?;
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/valid/palette-f32-8bit.hhtld");
+    /// let file = hhtld_reader::HhtldFile::open(path)?;
     /// let view = file.view();
-    /// let emb = view.tensor_by_name("embeddings.word_embeddings.weight")?;
-    /// let rows = emb.row_decoder()?;
-    /// let mut out = vec![0f32; emb.n_cols()];
-    /// for token in [101usize, 2023, 102] {
-    ///     rows.decode_row_into(token, &mut out)?;
+    /// let t = view.tensor(0)?;
+    /// let rows = t.row_decoder()?;
+    /// let mut out = vec![0f32; t.n_cols()];
+    /// for r in [0, t.n_rows() - 1, 0] {
+    ///     rows.decode_row_into(r, &mut out)?;
     /// }
     /// # Ok(()) }
     /// ```
@@ -387,28 +452,28 @@ impl<'a> TensorView<'a> {
         })
     }
 
-    /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major.
-    /// Large tensors are decoded on the rayon thread pool.
-    pub fn decode_into(&self, out: &mut [f32]) -> Result<(), ReaderError> {
+    /// Decodes rows `rows` into `out` (`out.len() == rows.len() x n_cols`),
+    /// row-major. Large ranges are decoded on the rayon thread pool.
+    pub fn decode_rows_into<O: OutElem>(
+        &self,
+        rows: Range<usize>,
+        out: &mut [O],
+    ) -> Result<(), ReaderError> {
         let t = self.t();
         self.check_float()?;
-        if out.len() != t.numel {
-            return Err(ReaderError::OutputLen {
-                tensor: self.id(),
-                expected: t.numel,
-                got: out.len(),
-            });
-        }
-        if t.numel == 0 {
+        self.check_rows(&rows, out.len())?;
+        if out.is_empty() {
             return Ok(());
         }
-        let parallel = t.numel >= PAR_MIN_ELEMS;
+        let parallel = out.len() >= PAR_MIN_ELEMS;
         let n_cols = t.n_cols;
-        let rows_per_task = (PAR_TASK_ELEMS / n_cols).max(1);
         match t.encoding {
             Encoding::Raw => {
-                let data = self.section_bytes(t.data.clone());
                 let size = t.dtype.size();
+                let data = self.section_bytes(t.data.clone());
+                let data = data
+                    .get(rows.start * n_cols * size..rows.end * n_cols * size)
+                    .unwrap_or(&[]);
                 // Element-wise: chunks need not follow rows.
                 if parallel {
                     out.par_chunks_mut(PAR_TASK_ELEMS)
@@ -421,27 +486,36 @@ impl<'a> TensorView<'a> {
             }
             Encoding::Palette => {
                 let dec = self.decoder()?;
-                let run =
-                    |(r, row): (usize, &mut [f32])| dec.row(r, row).map_err(|source| (r, source));
+                let rows_per_task = (PAR_TASK_ELEMS / n_cols).max(1);
+                let run = |(i, chunk): (usize, &mut [O])| {
+                    dec.rows(rows.start + i * rows_per_task, chunk, n_cols)
+                };
                 let res = if parallel {
-                    out.par_chunks_mut(n_cols)
-                        .with_min_len(rows_per_task)
+                    out.par_chunks_mut(rows_per_task * n_cols)
                         .enumerate()
                         .try_for_each(run)
                 } else {
-                    out.chunks_mut(n_cols).enumerate().try_for_each(run)
+                    run((0, out))
                 };
-                res.map_err(|(row, source)| ReaderError::Kernel {
-                    tensor: self.id(),
-                    row,
-                    source,
-                })
+                res.map_err(|(row, source)| self.kernel_error(row, source))
             }
         }
     }
 
-    /// Decodes the whole tensor into a new vector.
+    /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major.
+    /// Large tensors are decoded on the rayon thread pool.
+    pub fn decode_into<O: OutElem>(&self, out: &mut [O]) -> Result<(), ReaderError> {
+        self.decode_rows_into(0..self.n_rows(), out)
+    }
+
+    /// Decodes the whole tensor into a new vector of f32.
     pub fn decode(&self) -> Result<Vec<f32>, ReaderError> {
+        self.decode_as::<f32>()
+    }
+
+    /// Decodes the whole tensor into a new vector of `O` (`f32`, `bf16`
+    /// or `f16`).
+    pub fn decode_as<O: OutElem>(&self) -> Result<Vec<O>, ReaderError> {
         self.check_float()?;
         let n = self.numel();
         let mut v = Vec::new();
@@ -450,37 +524,9 @@ impl<'a> TensorView<'a> {
             tensor: self.id(),
             elements: n,
         })?;
-        v.resize(n, 0.0);
+        v.resize(n, O::default());
         self.decode_into(&mut v)?;
         Ok(v)
-    }
-}
-
-/// Converts little-endian `dtype` elements to f32; `b` holds `out.len()` elements.
-fn convert_raw(dtype: Dtype, b: &[u8], out: &mut [f32]) {
-    match dtype {
-        Dtype::F32 => {
-            for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
-                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
-        Dtype::F16 => {
-            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
-                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-        Dtype::Bf16 => {
-            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
-                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-        Dtype::F64 => {
-            for (o, c) in out.iter_mut().zip(b.chunks_exact(8)) {
-                *o = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32;
-            }
-        }
-        // Callers check the dtype first.
-        _ => {}
     }
 }
 
@@ -536,10 +582,10 @@ pub struct RowDecoder<'a> {
     dec: Option<Decoder<'a>>,
 }
 
-impl RowDecoder<'_> {
+impl<'a> RowDecoder<'a> {
     /// Decodes row `r` into `out` (`out.len() == n_cols`); the same result
     /// as [`TensorView::decode_row_into`].
-    pub fn decode_row_into(&self, r: usize, out: &mut [f32]) -> Result<(), ReaderError> {
+    pub fn decode_row_into<O: OutElem>(&self, r: usize, out: &mut [O]) -> Result<(), ReaderError> {
         let Some(dec) = &self.dec else {
             return self.view.decode_row_into(r, out);
         };
@@ -558,10 +604,12 @@ impl RowDecoder<'_> {
                 got: out.len(),
             });
         }
-        dec.row(r, out).map_err(|source| ReaderError::Kernel {
-            tensor: self.view.id(),
-            row: r,
-            source,
-        })
+        dec.rows(r, out, t.n_cols)
+            .map_err(|(row, source)| self.view.kernel_error(row, source))
+    }
+
+    /// The tensor this decoder reads.
+    pub fn tensor(&self) -> &TensorView<'a> {
+        &self.view
     }
 }

@@ -176,6 +176,11 @@ impl<'a> Hhtld<'a> {
         Ok(TensorView::new(self.bytes, Arc::clone(&self.layout), i))
     }
 
+    /// Tensor `i`, which the caller knows is in range.
+    pub(crate) fn tensor_unchecked(&self, i: usize) -> TensorView<'a> {
+        TensorView::new(self.bytes, Arc::clone(&self.layout), i)
+    }
+
     /// The tensor called `name` (binary search, no allocation).
     pub fn tensor_by_name(&self, name: &str) -> Result<TensorView<'a>, ReaderError> {
         match self.layout.tensor_index(self.bytes, name) {
