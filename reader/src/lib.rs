@@ -9,7 +9,7 @@
 //! mapping, and [`Hhtld::verify`] checks every section CRC.
 //!
 //! Every type in this crate's API is re-exported here, so a loader needs no
-//! other hhtld crate; the format crate itself is [`format`].
+//! other hhtld crate; the format crate itself is [`mod@format`].
 //!
 //! ```
 //! # fn main() -> Result<(), hhtld_reader::ReaderError> {
