@@ -67,9 +67,9 @@ fn vals(n: usize, seed: usize) -> Vec<f32> {
 }
 
 /// `n` codes below `k`.
-fn codes(n: usize, k: usize, seed: usize) -> Vec<u16> {
+fn codes(n: usize, k: usize, seed: usize) -> Vec<u8> {
     (0..n)
-        .map(|i| ((i * 7 + seed * 3 + i / 3) % k) as u16)
+        .map(|i| ((i * 7 + seed * 3 + i / 3) % k) as u8)
         .collect()
 }
 
@@ -140,13 +140,9 @@ fn raw(w: &mut W, name: &str, dtype: Dtype, shape: &[u64], bytes: &[u8]) -> Res<
 }
 
 /// Codes for one stage of a tensor of `shape` with palette `(k, d)`.
-fn stage_codes(shape: &[u64], k: usize, d: usize, seed: usize) -> Vec<u16> {
-    let (n_rows, n_cols) = match shape {
-        [] => (1, 1),
-        [c] => (1, *c as usize),
-        [r, rest @ ..] => (*r as usize, rest.iter().product::<u64>() as usize),
-    };
-    codes(n_rows * n_cols.div_ceil(d), k, seed)
+fn stage_codes(shape: &[u64], k: usize, d: usize, seed: usize) -> Vec<u8> {
+    let (n_rows, n_cols) = hhtld_format::encode::matrix_dims(shape).expect("a small shape");
+    codes(n_rows as usize * (n_cols as usize).div_ceil(d), k, seed)
 }
 
 fn n_rows(shape: &[u64]) -> usize {

@@ -5,10 +5,12 @@
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod encode;
 pub mod enums;
 pub mod error;
 pub mod layout;
 pub mod limits;
+pub mod report;
 pub mod validate;
 
 pub use enums::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};

@@ -1365,17 +1365,8 @@ impl<'a> TensorCx<'a, '_> {
         if shape[nd..].iter().any(|&v| v != 0) {
             return Err(err("entries past ndims must be 0"));
         }
-        let (n_rows, n_cols) = match nd {
-            0 => (1, 1),
-            1 => (1, shape[0]),
-            _ => {
-                let cols = shape[1..nd]
-                    .iter()
-                    .try_fold(1u64, |acc, &v| acc.checked_mul(v))
-                    .ok_or_else(|| err("n_cols overflows u64"))?;
-                (shape[0], cols)
-            }
-        };
+        let (n_rows, n_cols) =
+            crate::encode::matrix_dims(&shape[..nd]).ok_or_else(|| err("n_cols overflows u64"))?;
         let numel = n_rows
             .checked_mul(n_cols)
             .ok_or_else(|| err("numel overflows u64"))?;

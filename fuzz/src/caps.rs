@@ -7,14 +7,15 @@ use std::io::Cursor;
 
 use arbitrary::Arbitrary;
 use hhtld_format::decode::n_sub;
+use hhtld_format::encode::round_to_elem;
 use hhtld_format::limits::{MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use hhtld_reader::HhtldFile;
 use hhtld_writer::builder::{
-    round_to_elem, BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL,
-    Stage, Writer, WriterLimits,
+    BasisId, EncodedTensor, MemberInfo, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage,
+    Writer, WriterLimits,
 };
-use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, StageShape, SCALE_ELEM};
+use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, StageShape};
 use hhtld_writer::report::SizeReport;
 
 use crate::matrix;
@@ -211,7 +212,7 @@ pub struct EncodedIn {
     /// Regime index.
     pub regime: u8,
     /// `(palette, foreign, codes)` per stage.
-    pub stages: Vec<(u8, bool, Vec<u16>)>,
+    pub stages: Vec<(u8, bool, Vec<u8>)>,
     /// Scales.
     pub scale: Option<(Elem, Vec<f32>)>,
     /// `(basis, foreign, coefficients, slot scale)`.
@@ -360,55 +361,20 @@ fn codec(input: &Input) {
 
     // Everything the codec returns is storable as is.
     let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
-    let pals: Vec<PaletteId> = g
-        .palettes
-        .iter()
-        .map(|p| {
-            w.add_palette(PaletteSpec {
-                k: p.k,
-                d: p.d,
-                bits: p.bits,
-                elem: p.elem,
-                values: &p.values,
-            })
-            .unwrap_or_else(|e| panic!("codec palette rejected by the writer: {e}"))
-        })
-        .collect();
-    let basis = g.basis.as_ref().map(|b| {
-        w.add_basis(n, g.spec.elem, b)
-            .unwrap_or_else(|e| panic!("codec basis rejected by the writer: {e}"))
-    });
+    let ids = w
+        .add_group_objects(&g, false)
+        .unwrap_or_else(|e| panic!("codec palettes or basis rejected by the writer: {e}"));
     for (i, m) in g.tensors.iter().enumerate() {
-        let codes: Vec<Vec<u16>> = m
-            .codes
-            .iter()
-            .map(|c| c.iter().map(|&x| u16::from(x)).collect())
-            .collect();
-        let stages: Vec<Stage> = codes
-            .iter()
-            .zip(&pals)
-            .map(|(c, &palette)| Stage { palette, codes: c })
-            .collect();
-        let name = format!("t{i}");
-        w.add_encoded_tensor(EncodedTensor {
-            name: &name,
+        let info = MemberInfo {
+            name: &format!("t{i}"),
             dtype: Dtype::F32,
             shape: &[m.n_rows as u64, n as u64],
             role: Role::MlpUp,
             regime: Regime::Argmax,
-            stages: &stages,
-            scale: m.scales.as_deref().map(|s| (SCALE_ELEM, s)),
-            slot_l: match (&m.slot, basis) {
-                (Some(s), Some(b)) => Some(SlotL {
-                    basis: b,
-                    coef: &s.coef,
-                    scale: s.slot_scale,
-                }),
-                _ => None,
-            },
             quality: None,
-        })
-        .unwrap_or_else(|e| panic!("codec tensor {i} rejected by the writer: {e}"));
+        };
+        w.add_group_member(&g, &ids, i, info)
+            .unwrap_or_else(|e| panic!("codec tensor {i} rejected by the writer: {e}"));
     }
     let (out, _) = w.finish_into_inner().expect("finish");
     let bytes = out.into_inner();
@@ -556,9 +522,9 @@ fn writer_ops(input: &Input) {
                     let (id, k, d) = pick_p(&pals, *p, *foreign);
                     let need = rows.checked_mul(cols.div_ceil(d.max(1) as u64));
                     codes.push(match need {
-                        Some(n) if e.fill && n <= MAX_FILL => cycle(c, n as usize, |i| i as u16)
+                        Some(n) if e.fill && n <= MAX_FILL => cycle(c, n as usize, |i| i as u8)
                             .into_iter()
-                            .map(|x| x % k.max(1) as u16)
+                            .map(|x| (usize::from(x) % k.max(1)) as u8)
                             .collect(),
                         _ => c.clone(),
                     });

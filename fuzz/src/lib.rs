@@ -14,10 +14,10 @@ pub mod roundtrip;
 pub mod sample;
 
 /// The spec's matrix view `(n_rows, n_cols)` of a shape
-/// (`hhtld_writer::import::matrix_dims`), or `None` when `n_cols` or
+/// (`hhtld_format::encode::matrix_dims`), or `None` when `n_cols` or
 /// `n_rows x n_cols` overflows u64.
 pub fn matrix(shape: &[u64]) -> Option<(u64, u64)> {
-    hhtld_writer::import::matrix_dims(shape).filter(|(r, c)| r.checked_mul(*c).is_some())
+    hhtld_format::encode::matrix_dims(shape).filter(|(r, c)| r.checked_mul(*c).is_some())
 }
 
 /// Whether two f32 values are the same: equal bits, or both NaN (Rust does

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 
 use arbitrary::Arbitrary;
+use hhtld_format::encode::round_to_elem;
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role};
 use hhtld_reader::HhtldFile;
 use hhtld_writer::builder::{
-    round_to_elem, BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL,
-    Stage, Writer,
+    BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
 };
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
@@ -53,7 +53,7 @@ pub struct StageOp {
     pub palette: u8,
     /// Codes, cycled to the needed count and reduced modulo `k` unless the
     /// tensor is `exact`.
-    pub codes: Vec<u16>,
+    pub codes: Vec<u8>,
 }
 
 /// The SlotL part of an encoded tensor.
@@ -195,7 +195,7 @@ struct ExpBasis {
 }
 
 struct ExpEncoded {
-    stages: Vec<(usize, Vec<u16>)>,
+    stages: Vec<(usize, Vec<u8>)>,
     scale: Option<(ElemType, Vec<f32>)>,
     slot: Option<(usize, Vec<[i8; 8]>, f32)>,
     quality: Option<Quality>,
@@ -647,7 +647,7 @@ fn add_encoded(
     };
 
     let mut stage_ids = Vec::new();
-    let mut stage_codes: Vec<(usize, Vec<u16>)> = Vec::new();
+    let mut stage_codes: Vec<(usize, Vec<u8>)> = Vec::new();
     for st in e.stages.iter().take(6) {
         let (id, pi) = if pals.is_empty() {
             (foreign_p, usize::MAX)
@@ -660,9 +660,9 @@ fn add_encoded(
         } else {
             let p = &pals[pi];
             let ns = n_cols.div_ceil(p.d);
-            cycle(&st.codes, n_rows * ns, |i| i as u16)
+            cycle(&st.codes, n_rows * ns, |i| i as u8)
                 .into_iter()
-                .map(|c| c % p.k as u16)
+                .map(|c| (usize::from(c) % p.k) as u8)
                 .collect()
         };
         stage_ids.push(id);
@@ -805,7 +805,7 @@ fn check_encoded(
             let ns = n_cols.div_ceil(pals[*pi].d);
             for j in 0..ns {
                 assert_eq!(
-                    row.code(s, j).map(u16::from),
+                    row.code(s, j),
                     Some(codes[r * ns + j]),
                     "{name}: row {r} stage {s} code {j}"
                 );

@@ -4,8 +4,10 @@
 use std::io::Cursor;
 
 use hhtld_format::{Dtype, ElemType, Regime, Role};
-use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
-use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, SCALE_ELEM};
+use hhtld_writer::builder::{
+    EncodedTensor, MemberInfo, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+};
+use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix};
 
 use crate::Rng;
 
@@ -18,8 +20,8 @@ fn finish(w: Writer<Cursor<Vec<u8>>>) -> Vec<u8> {
 }
 
 /// `n` codes below `k`, deterministic.
-fn codes(rng: &mut Rng, n: usize, k: usize) -> Vec<u16> {
-    (0..n).map(|_| (rng.next_u64() % k as u64) as u16).collect()
+fn codes(rng: &mut Rng, n: usize, k: usize) -> Vec<u8> {
+    (0..n).map(|_| (rng.next_u64() % k as u64) as u8).collect()
 }
 
 /// A file with every section kind and feature: 4- and 8-bit palettes in
@@ -294,58 +296,17 @@ pub fn codec_file() -> Vec<u8> {
     ];
     let g = encode_group(&mats, &spec).expect("encode");
     let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
-    let pals: Vec<_> = g
-        .palettes
-        .iter()
-        .map(|p| {
-            w.add_palette(PaletteSpec {
-                k: p.k,
-                d: p.d,
-                bits: p.bits,
-                elem: p.elem,
-                values: &p.values,
-            })
-            .expect("codec palette")
-        })
-        .collect();
-    let basis = g
-        .basis
-        .as_ref()
-        .map(|b| w.add_basis(g.n_cols, g.spec.elem, b).expect("codec basis"));
+    let ids = w.add_group_objects(&g, false).expect("codec palettes");
     for (i, m) in g.tensors.iter().enumerate() {
-        let codes: Vec<Vec<u16>> = m
-            .codes
-            .iter()
-            .map(|c| c.iter().map(|&x| u16::from(x)).collect())
-            .collect();
-        let stages: Vec<Stage> = codes
-            .iter()
-            .zip(&pals)
-            .map(|(c, &p)| Stage {
-                palette: p,
-                codes: c,
-            })
-            .collect();
-        let name = format!("group.{i}.weight");
-        w.add_encoded_tensor(EncodedTensor {
-            name: &name,
+        let info = MemberInfo {
+            name: &format!("group.{i}.weight"),
             dtype: Dtype::F32,
             shape: &[m.n_rows as u64, m.n_cols as u64],
             role: Role::MlpUp,
             regime: Regime::Argmax,
-            stages: &stages,
-            scale: m.scales.as_deref().map(|s| (SCALE_ELEM, s)),
-            slot_l: match (&m.slot, basis) {
-                (Some(s), Some(b)) => Some(SlotL {
-                    basis: b,
-                    coef: &s.coef,
-                    scale: s.slot_scale,
-                }),
-                _ => None,
-            },
             quality: None,
-        })
-        .expect("codec tensor");
+        };
+        w.add_group_member(&g, &ids, i, info).expect("codec tensor");
     }
     finish(w)
 }

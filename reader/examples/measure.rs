@@ -46,7 +46,7 @@ fn main() {
                 values: &pattern(64, 1),
             })
             .unwrap();
-        let codes = vec![3u16; 4 * 2];
+        let codes = vec![3u8; 4 * 2];
         for i in 0..n {
             let name = format!("model.layers.{i}.weight");
             if i % 2 == 0 {
@@ -116,8 +116,8 @@ fn main() {
     };
     let (a, b) = (pal(&mut w, 1), pal(&mut w, 2));
     let n_sub = cols / 4;
-    let c0: Vec<u16> = (0..rows * n_sub).map(|i| (i * 7 % 256) as u16).collect();
-    let c1: Vec<u16> = (0..rows * n_sub).map(|i| (i * 13 % 256) as u16).collect();
+    let c0: Vec<u8> = (0..rows * n_sub).map(|i| (i * 7 % 256) as u8).collect();
+    let c1: Vec<u8> = (0..rows * n_sub).map(|i| (i * 13 % 256) as u8).collect();
     w.add_encoded_tensor(EncodedTensor {
         name: "big.w",
         dtype: Dtype::Bf16,

@@ -9,11 +9,10 @@ use std::io::Cursor;
 use asm::pattern;
 
 use half::f16;
+use hhtld_format::encode::round_to_elem;
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role};
 use hhtld_reader::{HhtldFile, ReaderError};
-use hhtld_writer::builder::{
-    round_to_elem, EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
-};
+use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
 use zerocopy::IntoBytes;
 
 struct Written {
@@ -21,8 +20,8 @@ struct Written {
     p0: Vec<f32>,
     p1: Vec<f32>,
     basis: Vec<f32>,
-    codes0: Vec<u16>,
-    codes1: Vec<u16>,
+    codes0: Vec<u8>,
+    codes1: Vec<u8>,
     scales: Vec<f32>,
     coef: Vec<[i8; 8]>,
     raw: Vec<f16>,
@@ -59,8 +58,8 @@ fn write() -> Written {
     w.add_fisher_z(a).unwrap();
     let basis = pattern(8 * COLS, 3);
     let bid = w.add_basis(COLS, ElemType::F32, &basis).unwrap();
-    let codes0: Vec<u16> = (0..ROWS * N0).map(|i| (i * 7 % 40) as u16).collect();
-    let codes1: Vec<u16> = (0..ROWS * N1).map(|i| (i * 5 % 9) as u16).collect();
+    let codes0: Vec<u8> = (0..ROWS * N0).map(|i| (i * 7 % 40) as u8).collect();
+    let codes1: Vec<u8> = (0..ROWS * N1).map(|i| (i * 5 % 9) as u8).collect();
     let scales = pattern(ROWS, 4);
     let coef: Vec<[i8; 8]> = (0..ROWS)
         .map(|r| core::array::from_fn(|i| (r as i32 * 37 - i as i32 * 19) as i8))
@@ -166,10 +165,10 @@ fn writer_files_read_back_exactly() {
     for r in 0..ROWS {
         let row = t.row(r).unwrap();
         for j in 0..N0 {
-            assert_eq!(row.code(0, j), Some(wr.codes0[r * N0 + j] as u8));
+            assert_eq!(row.code(0, j), Some(wr.codes0[r * N0 + j]));
         }
         for j in 0..N1 {
-            assert_eq!(row.code(1, j), Some(wr.codes1[r * N1 + j] as u8));
+            assert_eq!(row.code(1, j), Some(wr.codes1[r * N1 + j]));
         }
         assert_eq!(row.slot_l(), Some(&wr.coef[r]));
         assert_eq!(

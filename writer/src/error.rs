@@ -102,6 +102,14 @@ pub enum WriteError {
         /// The name.
         name: String,
     },
+    /// A group member index past the codec group's tensors.
+    #[error("codec group member {member} does not exist: the group has {count} tensors")]
+    UnknownMember {
+        /// The index asked for.
+        member: usize,
+        /// Tensors in the group.
+        count: usize,
+    },
     /// A basis id that this writer did not hand out.
     #[error("unknown basis id (index {index}): not created by this writer")]
     UnknownBasis {
@@ -266,7 +274,7 @@ pub enum WriteError {
         /// Sub-vector position in the row.
         position: u64,
         /// The code.
-        code: u16,
+        code: u8,
         /// Entries in the stage's palette.
         k: usize,
     },

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use hhtld_format::encode::{widen_to_f32, WidenError};
 use hhtld_format::limits::{MAX_DIMS, MAX_NAME_LEN, MAX_TENSORS};
 use hhtld_format::{Dtype, Regime, Role};
 use memmap2::Mmap;
@@ -333,19 +334,7 @@ impl TensorInfo {
     }
 }
 
-/// The matrix view of spec §4: 0-D is `1 x 1`, 1-D is `1 x shape[0]`,
-/// otherwise `shape[0] x (shape[1] x ... )`. `None` when the width
-/// overflows u64.
-pub fn matrix_dims(shape: &[u64]) -> Option<(u64, u64)> {
-    match shape {
-        [] => Some((1, 1)),
-        [n] => Some((1, *n)),
-        [rows, rest @ ..] => {
-            let cols = rest.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
-            Some((*rows, cols))
-        }
-    }
-}
+pub use hhtld_format::encode::matrix_dims;
 
 /// Maps a safetensors dtype to the hhtld one. `tensor` is only used to name
 /// the tensor in the error for a dtype hhtld does not know (the `safetensors`
@@ -417,50 +406,17 @@ pub fn decode_f32_into(
     bytes: &[u8],
     out: &mut Vec<f32>,
 ) -> Result<(), ImportError> {
-    if !dtype.is_encodable_float() {
-        return Err(ImportError::NotFloat {
+    widen_to_f32(dtype, bytes, out).map_err(|e| match e {
+        WidenError::NotFloat => ImportError::NotFloat {
             tensor: tensor.to_owned(),
             dtype,
-        });
-    }
-    if !bytes.chunks_exact(dtype.size()).remainder().is_empty() {
-        return Err(ImportError::RaggedBytes {
+        },
+        WidenError::Ragged => ImportError::RaggedBytes {
             tensor: tensor.to_owned(),
             dtype,
             len: bytes.len(),
-        });
-    }
-    out.reserve(bytes.len() / dtype.size());
-    match dtype {
-        Dtype::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        Dtype::F16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()),
-        ),
-        Dtype::Bf16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()),
-        ),
-        Dtype::F64 => {
-            out.extend(bytes.chunks_exact(8).map(|c| {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            }))
-        }
-        // Excluded by `is_encodable_float` above.
-        _ => {
-            return Err(ImportError::NotFloat {
-                tensor: tensor.to_owned(),
-                dtype,
-            })
-        }
-    }
-    Ok(())
+        },
+    })
 }
 
 /// One mapped file.

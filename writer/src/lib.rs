@@ -8,4 +8,6 @@ pub mod error;
 pub mod fisher;
 pub mod import;
 pub mod pipeline;
-pub mod report;
+/// The size report (spec §8), defined in `hhtld_format` so read-only tools
+/// count alike without the writer.
+pub use hhtld_format::report;

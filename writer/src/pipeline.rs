@@ -12,15 +12,14 @@ use std::collections::HashMap;
 use std::io::{Seek, Write};
 use std::path::Path;
 
-use hhtld_format::{Dtype, Regime, Role};
+use hhtld_format::encode::{elem_bytes, round_to_elem};
+use hhtld_format::{Dtype, ElemType, Regime, Role};
 use thiserror::Error;
 
-use crate::builder::{
-    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
-};
+use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
 use crate::codec::{
     encode_group, row_quality, row_quality_by, CodecError, CodecSpec, EncodedGroup, Gate,
-    GroupDecoder, Matrix, QualityStats, StageShape, SCALE_ELEM,
+    GroupDecoder, Matrix, QualityStats, StageShape,
 };
 use crate::error::WriteError;
 use crate::import::{group_key, ClassifiedTensor, Classifier, ImportError, SafetensorsModel};
@@ -475,7 +474,7 @@ fn encode_one_group<W: Write + Seek>(
         .collect();
     // The group's palettes are written once, at the first member that keeps
     // them, so a group whose every member falls back writes none.
-    let mut shared: Option<GroupObjects> = None;
+    let mut shared: Option<GroupIds> = None;
     for (m, &i) in group.iter().enumerate() {
         let t = &tensors[i];
         let mut outcome = TensorOutcome {
@@ -491,7 +490,7 @@ fn encode_one_group<W: Write + Seek>(
             None => {
                 let objs = match shared {
                     Some(ref o) => o,
-                    None => shared.insert(add_group_objects(w, &enc, opts.fisher_z)?),
+                    None => shared.insert(w.add_group_objects(&enc, opts.fisher_z)?),
                 };
                 add_encoded(w, t, &enc, m, objs, &stats[m])?;
             }
@@ -537,7 +536,7 @@ fn fall_back<W: Write + Seek>(
                     encode_measured(std::slice::from_ref(m), &s).map_err(codec_err)?;
                 let q = &stats[0];
                 if gate.passes(q) {
-                    let objs = add_group_objects(w, &enc, fisher_z)?;
+                    let objs = w.add_group_objects(&enc, fisher_z)?;
                     add_encoded(w, t, &enc, 0, &objs, q)?;
                     outcome.codec = Some(codec);
                     outcome.quality = Some(Quality::from(q));
@@ -549,11 +548,7 @@ fn fall_back<W: Write + Seek>(
                     .push(miss_line(&codec.describe(), q, &gate));
             }
             Codec::RawBf16 => {
-                let bytes: Vec<u8> = m
-                    .data
-                    .iter()
-                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                    .collect();
+                let bytes = elem_bytes(m.data, ElemType::Bf16);
                 w.add_raw_tensor(RawTensor {
                     name: &t.info.name,
                     dtype: Dtype::Bf16,
@@ -565,7 +560,7 @@ fn fall_back<W: Write + Seek>(
                 let back: Vec<f32> = m
                     .data
                     .iter()
-                    .map(|&v| half::bf16::from_f32(v).to_f32())
+                    .map(|&v| round_to_elem(v, ElemType::Bf16))
                     .collect();
                 let q = row_quality(m, &back).map_err(codec_err)?;
                 outcome.codec = Some(codec);
@@ -578,76 +573,26 @@ fn fall_back<W: Write + Seek>(
     Ok(())
 }
 
-/// The shared objects of a group once written.
-struct GroupObjects {
-    palettes: Vec<PaletteId>,
-    basis: Option<crate::builder::BasisId>,
-}
-
-fn add_group_objects<W: Write + Seek>(
-    w: &mut Writer<W>,
-    enc: &EncodedGroup,
-    fisher_z: bool,
-) -> Result<GroupObjects, EncodeError> {
-    let mut palettes = Vec::with_capacity(enc.palettes.len());
-    for p in &enc.palettes {
-        let id = w.add_palette(PaletteSpec {
-            k: p.k,
-            d: p.d,
-            bits: p.bits,
-            elem: p.elem,
-            values: &p.values,
-        })?;
-        if fisher_z {
-            w.add_fisher_z(id)?;
-        }
-        palettes.push(id);
-    }
-    let basis = match &enc.basis {
-        Some(b) => Some(w.add_basis(enc.n_cols, enc.spec.elem, b)?),
-        None => None,
-    };
-    Ok(GroupObjects { palettes, basis })
-}
-
 fn add_encoded<W: Write + Seek>(
     w: &mut Writer<W>,
     t: &ClassifiedTensor,
     enc: &EncodedGroup,
     member: usize,
-    objs: &GroupObjects,
+    objs: &GroupIds,
     q: &QualityStats,
 ) -> Result<(), EncodeError> {
-    let e = &enc.tensors[member];
-    let codes: Vec<Vec<u16>> = e
-        .codes
-        .iter()
-        .map(|c| c.iter().map(|&v| u16::from(v)).collect())
-        .collect();
-    let stages: Vec<Stage<'_>> = objs
-        .palettes
-        .iter()
-        .zip(&codes)
-        .map(|(&palette, codes)| Stage { palette, codes })
-        .collect();
-    let slot_l = match (&e.slot, objs.basis) {
-        (Some(s), Some(basis)) => Some(SlotL {
-            basis,
-            coef: &s.coef,
-            scale: s.slot_scale,
-        }),
-        _ => None,
-    };
-    w.add_encoded_tensor(EncodedTensor {
-        name: &t.info.name,
-        dtype: t.info.dtype,
-        shape: &t.info.shape,
-        role: t.class.role,
-        regime: t.class.regime,
-        stages: &stages,
-        scale: e.scales.as_deref().map(|s| (SCALE_ELEM, s)),
-        slot_l,
-        quality: Some(Quality::from(q)),
-    })?;
+    w.add_group_member(
+        enc,
+        objs,
+        member,
+        MemberInfo {
+            name: &t.info.name,
+            dtype: t.info.dtype,
+            shape: &t.info.shape,
+            role: t.class.role,
+            regime: t.class.regime,
+            quality: Some(Quality::from(q)),
+        },
+    )?;
     Ok(())
 }

@@ -64,8 +64,8 @@ fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
     let basis_v = pal_values(8, 7, 2.0);
     let b = w.add_basis(7, ElemType::F32, &basis_v).unwrap();
     // 3 x 7 tensor: stage 0 d=3 -> n_sub 3 (odd, 4-bit); stage 1 d=1 -> 7.
-    let c0: Vec<u16> = (0..9).map(|i| (i * 2 % 5) as u16).collect();
-    let c1: Vec<u16> = (0..21).map(|i| (i * 37 % 200) as u16).collect();
+    let c0: Vec<u8> = (0..9).map(|i| (i * 2 % 5) as u8).collect();
+    let c1: Vec<u8> = (0..21).map(|i| (i * 37 % 200) as u8).collect();
     let coef = [[1i8, -2, 3, -4, 5, -6, 7, -128], [0; 8], [127; 8]];
     w.add_encoded_tensor(EncodedTensor {
         name: "enc",
@@ -207,11 +207,11 @@ fn full_file_matches_spec_byte_for_byte() {
     let codes = read_codes(&f, &p, t);
     assert_eq!(
         codes[0],
-        (0..9).map(|i| (i * 2 % 5) as u16).collect::<Vec<_>>()
+        (0..9).map(|i| (i * 2 % 5) as u8).collect::<Vec<_>>()
     );
     assert_eq!(
         codes[1],
-        (0..21).map(|i| (i * 37 % 200) as u16).collect::<Vec<_>>()
+        (0..21).map(|i| (i * 37 % 200) as u8).collect::<Vec<_>>()
     );
     assert_eq!(elems(p.bytes_of(&f, t.scale), 3), vec![0.5, -1.25, 3.0]);
     let slot = p.bytes_of(&f, t.slot_l);
@@ -670,7 +670,7 @@ fn max_k_palette_and_code_255_round_trip() {
         })
         .unwrap();
     w.add_fisher_z(p).unwrap();
-    let codes: Vec<u16> = (0..256).rev().collect();
+    let codes: Vec<u8> = (0..=255).rev().collect();
     w.add_encoded_tensor(EncodedTensor {
         name: "w",
         dtype: Dtype::F64,
@@ -764,7 +764,7 @@ fn sections_larger_than_the_write_chunk() {
         })
         .unwrap();
     let (rows, cols) = (300usize, 1000usize);
-    let codes: Vec<u16> = (0..rows * cols).map(|i| (i * 7919 % 256) as u16).collect();
+    let codes: Vec<u8> = (0..rows * cols).map(|i| (i * 7919 % 256) as u8).collect();
     let scales: Vec<f32> = (0..rows).map(|r| 1.0 + r as f32 / 64.0).collect();
     w.add_encoded_tensor(EncodedTensor {
         name: "big",
@@ -781,7 +781,7 @@ fn sections_larger_than_the_write_chunk() {
         quality: None,
     })
     .unwrap();
-    let wcodes: Vec<u16> = (0..3).map(|i| i as u16 * 5).collect();
+    let wcodes: Vec<u8> = (0..3).map(|i| i as u8 * 5).collect();
     w.add_encoded_tensor(EncodedTensor {
         name: "wide",
         dtype: Dtype::F16,

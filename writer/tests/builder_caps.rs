@@ -313,12 +313,12 @@ fn code_at_or_over_k() {
 }
 
 #[test]
-fn code_that_would_wrap_a_u8() {
-    // A codec that made k = 300 would hand code 299; with k = 256 that is
-    // rejected, not wrapped to 43.
+fn code_past_k_of_a_partly_filled_palette() {
+    // Codes are u8 (k <= 256 is a format cap), but a code past a palette's
+    // own k (here 200) is still rejected with its place.
     let mut w = mem();
-    let p = w.add_palette(pal(256, 1, 8)).unwrap();
-    let codes = [10u16, 299];
+    let p = w.add_palette(pal(200, 1, 8)).unwrap();
+    let codes = [10u8, 250];
     let st = [Stage {
         palette: p,
         codes: &codes,
@@ -328,8 +328,8 @@ fn code_that_would_wrap_a_u8() {
         matches!(
             e,
             WriteError::CodeOutOfRange {
-                code: 299,
-                k: 256,
+                code: 250,
+                k: 200,
                 position: 1,
                 ..
             }
@@ -344,7 +344,7 @@ fn code_count_mismatch() {
     let mut w = mem();
     let p = w.add_palette(pal(4, 3, 4)).unwrap();
     // 2 x 7, d = 3 -> n_sub = 3, expected 6 codes.
-    let codes = [0u16; 7];
+    let codes = [0u8; 7];
     let st = [Stage {
         palette: p,
         codes: &codes,
@@ -422,7 +422,7 @@ fn zero_stages() {
 fn over_max_stages() {
     let mut w = mem();
     let p = w.add_palette(pal(2, 1, 4)).unwrap();
-    let codes = [0u16, 1];
+    let codes = [0u8, 1];
     let st = vec![
         Stage {
             palette: p,

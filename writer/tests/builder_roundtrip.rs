@@ -76,7 +76,7 @@ struct EPlan {
     dtype: Dtype,
     shape: Vec<u64>,
     regime: Regime,
-    stages: Vec<(usize, Vec<u16>)>,
+    stages: Vec<(usize, Vec<u8>)>,
     scale: Option<(ElemType, Vec<f32>)>,
     /// (basis index, coefficients, slot scale)
     slot: Option<(usize, Vec<[i8; 8]>, f32)>,
@@ -160,7 +160,7 @@ fn plan(seed: u64) -> Plan {
                 let p = fitting[rng.range(0, fitting.len() - 1)];
                 let n_sub = n_cols.div_ceil(palettes[p].d);
                 let codes = (0..n_rows * n_sub)
-                    .map(|_| rng.range(0, palettes[p].k - 1) as u16)
+                    .map(|_| rng.range(0, palettes[p].k - 1) as u8)
                     .collect();
                 (p, codes)
             })
@@ -527,7 +527,7 @@ fn check_with_reader(p: &Plan, f: &[u8]) {
             for (s, (pi, codes)) in e.stages.iter().enumerate() {
                 let n_sub = n_cols.div_ceil(p.palettes[*pi].d);
                 for j in 0..n_sub {
-                    assert_eq!(row.code(s, j).map(u16::from), Some(codes[r * n_sub + j]));
+                    assert_eq!(row.code(s, j), Some(codes[r * n_sub + j]));
                 }
             }
             assert_eq!(
@@ -610,7 +610,7 @@ fn violate(w: &mut Mem, p: &Plan, v: Violation, rng: &mut Rng) -> WriteError {
     let rows = rng.range(1, 5);
     let cols = rng.range(2, 9);
     let n_sub = cols.div_ceil(2);
-    let mut codes: Vec<u16> = (0..rows * n_sub).map(|_| rng.range(0, 2) as u16).collect();
+    let mut codes: Vec<u8> = (0..rows * n_sub).map(|_| rng.range(0, 2) as u8).collect();
     let mut shape = vec![rows as u64, cols as u64];
     let mut stages_n = 1;
     let mut slot = None;

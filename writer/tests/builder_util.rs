@@ -387,16 +387,16 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
 }
 
 /// Code `j` of one stage's packed bytes (spec §4 ENTRY layout).
-pub fn code_at(codes: &[u8], bits: u8, j: usize) -> u16 {
+pub fn code_at(codes: &[u8], bits: u8, j: usize) -> u8 {
     if bits == 8 {
-        codes[j] as u16
+        codes[j]
     } else {
-        ((codes[j / 2] >> ((j % 2) * 4)) & 0xF) as u16
+        (codes[j / 2] >> ((j % 2) * 4)) & 0xF
     }
 }
 
 /// All codes of one tensor, per stage, row-major, read from the file.
-pub fn read_codes(file: &[u8], p: &Parsed, t: &Ten) -> Vec<Vec<u16>> {
+pub fn read_codes(file: &[u8], p: &Parsed, t: &Ten) -> Vec<Vec<u8>> {
     let (n_rows, n_cols) = t.n_rows_cols();
     let entry = p.bytes_of(file, t.data);
     let cbs: Vec<usize> = t

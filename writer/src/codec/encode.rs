@@ -6,12 +6,11 @@ use hhtld_format::decode::{decode_row, n_sub, SlotRow, StageRow};
 use hhtld_format::limits::SLOT_L_DIMS;
 use rayon::prelude::*;
 
-use super::elem::{round_to_elem, Stored};
 use super::error::CodecError;
 use super::kmeans::{quantise, refit, KmeansParams};
-use super::pack::pack_stage_row;
 use super::slot::{coefficients, top_basis};
 use super::{CodecSpec, EncodedGroup, EncodedMatrix, Matrix, PaletteData, SlotData};
+use hhtld_format::encode::{pack_stage_row, round_to_elem, stage_row_bytes, StoredElems as Stored};
 
 /// Checks the group against the spec; returns `n_cols`.
 fn validate(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<usize, CodecError> {
@@ -414,7 +413,7 @@ impl<'a> GroupDecoder<'a> {
         for (s, p) in g.palettes.iter().enumerate() {
             let start = buf.len();
             let ns = n_sub(g.n_cols, p.d);
-            let len = stage_bytes(ns, p.bits);
+            let len = stage_row_bytes(ns, p.bits);
             buf.resize(start + len, 0);
             let codes = m.codes.get(s).and_then(|c| c.get(row * ns..row * ns + ns));
             pack_stage_row(codes.unwrap_or(&[]), p.bits, &mut buf[start..]);
@@ -478,15 +477,6 @@ impl<'a> GroupDecoder<'a> {
                 self.row_into(tensor, m, row, buf, o)
             })?;
         Ok(out)
-    }
-}
-
-/// Packed bytes of one stage of one row with `ns` sub-vectors.
-pub(crate) fn stage_bytes(ns: usize, bits: u8) -> usize {
-    if bits == 4 {
-        ns.div_ceil(2)
-    } else {
-        ns
     }
 }
 

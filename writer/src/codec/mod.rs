@@ -59,23 +59,20 @@
 //! profiles, 9-13 s as a row palette; a group of six 384 x 384 tensors
 //! takes 0.6-1.9 s.
 
-mod elem;
 mod encode;
 mod error;
 mod kmeans;
-mod pack;
 mod quality;
 mod slot;
 
 use hhtld_format::decode::n_sub;
+use hhtld_format::encode::stage_row_bytes;
 use hhtld_format::limits::{MAX_PALETTE_D, MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 pub use hhtld_format::ElemType;
 
-pub use elem::{round_to_elem, to_le_bytes};
 pub use encode::{encode_group, reconstruct, GroupDecoder};
 pub use error::CodecError;
 pub use kmeans::KmeansParams;
-pub use pack::pack_stage_row;
 pub use quality::{row_quality, row_quality_by, row_rho, Gate, QualityStats};
 
 /// Element type of per-row scales written by [`encode_group`].
@@ -318,11 +315,6 @@ impl PaletteData {
         v
     }
 
-    /// Bytes of the PALETTE section.
-    pub fn section_bytes(&self) -> Vec<u8> {
-        to_le_bytes(&self.padded_values(), self.elem)
-    }
-
     /// Length of the PALETTE section in bytes.
     pub fn section_len(&self) -> usize {
         (1usize << self.bits) * self.d * self.elem.size()
@@ -353,20 +345,6 @@ pub struct EncodedMatrix {
     pub scales: Option<Vec<f32>>,
     /// SlotL coefficients.
     pub slot: Option<SlotData>,
-}
-
-impl EncodedMatrix {
-    /// Bytes of the SCALE section ([`SCALE_ELEM`], little-endian).
-    pub fn scale_bytes(&self) -> Option<Vec<u8>> {
-        self.scales.as_ref().map(|s| to_le_bytes(s, SCALE_ELEM))
-    }
-
-    /// Bytes of the SLOT_L section (`n_rows x 8` i8).
-    pub fn slot_bytes(&self) -> Option<Vec<u8>> {
-        self.slot
-            .as_ref()
-            .map(|s| s.coef.iter().flatten().map(|&c| c as u8).collect())
-    }
 }
 
 /// A group of tensors encoded with shared palettes (and basis).
@@ -424,38 +402,8 @@ impl EncodedGroup {
     pub fn row_stride(&self) -> usize {
         self.palettes
             .iter()
-            .map(|p| encode::stage_bytes(n_sub(self.n_cols, p.d), p.bits))
+            .map(|p| stage_row_bytes(n_sub(self.n_cols, p.d), p.bits))
             .sum()
-    }
-
-    /// The ENTRY section of tensor `tensor`: each row's stages packed in
-    /// stage order (spec §4).
-    pub fn entry_bytes(&self, tensor: usize) -> Result<Vec<u8>, CodecError> {
-        let m = self.tensors.get(tensor).ok_or(CodecError::TensorIndex {
-            tensor,
-            count: self.tensors.len(),
-        })?;
-        let stride = self.row_stride();
-        let mut out = vec![0u8; m.n_rows * stride];
-        for (r, row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
-            let mut off = 0;
-            for (codes, p) in m.codes.iter().zip(&self.palettes) {
-                let ns = n_sub(self.n_cols, p.d);
-                let len = encode::stage_bytes(ns, p.bits);
-                pack_stage_row(
-                    &codes[r * ns..r * ns + ns],
-                    p.bits,
-                    &mut row[off..off + len],
-                );
-                off += len;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Bytes of the BASIS section.
-    pub fn basis_bytes(&self) -> Option<Vec<u8>> {
-        self.basis.as_ref().map(|b| to_le_bytes(b, self.spec.elem))
     }
 
     /// Stored bytes of tensor `tensor`, shared sections split evenly over

@@ -40,12 +40,36 @@ fn decode_all(g: &EncodedGroup) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Decodes tensor `t` from its *section bytes*, by a direct transcription of
-/// the spec's pseudo-code: independent of the kernel and of the encoder.
+/// Writes `g` through the builder, the one serializer, and returns the file.
+fn write_group(g: &EncodedGroup) -> Vec<u8> {
+    use crate::builder::{MemberInfo, Writer};
+    use hhtld_format::{Dtype, Regime, Role};
+    let mut w = Writer::new(std::io::Cursor::new(Vec::new())).unwrap();
+    let ids = w.add_group_objects(g, false).unwrap();
+    for (i, m) in g.tensors.iter().enumerate() {
+        let info = MemberInfo {
+            name: &format!("t{i}"),
+            dtype: Dtype::F32,
+            shape: &[m.n_rows as u64, g.n_cols as u64],
+            role: Role::MlpUp,
+            regime: Regime::Argmax,
+            quality: None,
+        };
+        w.add_group_member(g, &ids, i, info).unwrap();
+    }
+    w.finish_into_inner().unwrap().0.into_inner()
+}
+
+/// Decodes tensor `t` from the *bytes the builder writes* for `g`, by a
+/// direct transcription of the spec's pseudo-code: independent of the
+/// kernel and of the encoder.
 fn decode_from_bytes(g: &EncodedGroup, t: usize) -> Vec<f32> {
     let m = &g.tensors[t];
     let n = g.n_cols;
-    let entry = g.entry_bytes(t).unwrap();
+    let file = write_group(g);
+    let layout = hhtld_format::parse(&file).unwrap();
+    let rec = &layout.tensors[t];
+    let entry = &file[rec.data.clone()];
     let stride = g.row_stride();
     assert_eq!(entry.len(), m.n_rows * stride);
     let elem_at = |bytes: &[u8], elem: ElemType, i: usize| -> f32 {
@@ -55,13 +79,17 @@ fn decode_from_bytes(g: &EncodedGroup, t: usize) -> Vec<f32> {
             ElemType::Bf16 => bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
         }
     };
-    let pals: Vec<Vec<u8>> = g.palettes.iter().map(|p| p.section_bytes()).collect();
+    let pals: Vec<&[u8]> = layout
+        .palettes
+        .iter()
+        .map(|p| &file[p.range.clone()])
+        .collect();
     for (p, b) in g.palettes.iter().zip(&pals) {
         assert_eq!(b.len(), p.section_len());
     }
-    let scales = m.scale_bytes();
-    let slots = m.slot_bytes();
-    let basis = g.basis_bytes();
+    let scales = rec.scale.as_ref().map(|s| &file[s.range.clone()]);
+    let slots = rec.slot.as_ref().map(|s| &file[s.range.clone()]);
+    let basis = layout.bases.first().map(|b| &file[b.range.clone()]);
     let mut out = vec![0f32; m.n_rows * n];
     for r in 0..m.n_rows {
         for c in 0..n {
@@ -241,7 +269,10 @@ fn kernel_decode_matches_the_bytes_for_every_option() {
                 (if shape.d == 0 { 21 } else { shape.d }, shape.bits)
             );
             assert!(p.k <= shape.k && p.values.len() == p.k * p.d);
-            assert!(p.values.iter().all(|&v| round_to_elem(v, spec.elem) == v));
+            assert!(p
+                .values
+                .iter()
+                .all(|&v| hhtld_format::encode::round_to_elem(v, spec.elem) == v));
         }
     }
 }
@@ -372,7 +403,10 @@ fn one_row_one_column_and_empty_tensors() {
     )
     .unwrap();
     assert_eq!(g.tensors[0].n_rows, 0);
-    assert!(g.entry_bytes(0).unwrap().is_empty());
+    let file = write_group(&g);
+    assert!(hhtld_format::parse(&file).unwrap().tensors[0]
+        .data
+        .is_empty());
     assert!(decode_all(&g)[0].is_empty());
     let only_empty =
         encode_group(&[Matrix::new(&none, 0, 6).unwrap()], &CodecSpec::vq(3, 2)).unwrap();
@@ -528,5 +562,9 @@ fn sizes_count_every_section() {
     assert_eq!(s.palettes, (2 * 256 * 4 * 2) as f64 / 2.0);
     assert_eq!(s.bf16, 2 * 32 * 48);
     assert!((s.ratio() - s.bf16 as f64 / s.total()).abs() < 1e-12);
-    assert_eq!(g.entry_bytes(1).unwrap().len(), s.codes);
+    let file = write_group(&g);
+    assert_eq!(
+        hhtld_format::parse(&file).unwrap().tensors[1].data.len(),
+        s.codes
+    );
 }

@@ -23,15 +23,16 @@
 //! bytes; `ratio = bf16_bytes / bytes`, the compression ratio (4.0 reads
 //! "4:1 smaller than BF16"), `None` when `bytes` is 0.
 //!
-//! The writer ([`crate::builder::Writer::finish`]) and a reader of any file
-//! ([`SizeReport::from_layout`], used by `hhtld inspect`) fill the same
-//! [`Accounting`] and call [`SizeReport::compute`], so both count alike.
+//! The writer (`hhtld_writer::builder::Writer::finish`) and a reader of any
+//! file ([`SizeReport::from_layout`], used by `hhtld inspect`) fill the same
+//! [`Accounting`] and call [`SizeReport::compute`], so both count alike; it
+//! lives in `format` so that read-only tools need no writer.
 
 use std::fmt;
 
-use hhtld_format::layout::{align64, HEADER_LEN, SECTION_ENTRY_LEN};
-use hhtld_format::validate::Layout;
-use hhtld_format::{Encoding, Regime, Role, SectionKind};
+use crate::layout::{align64, HEADER_LEN, SECTION_ENTRY_LEN};
+use crate::validate::Layout;
+use crate::{Encoding, Regime, Role, SectionKind};
 use serde_json::{json, Value};
 
 /// Payload bytes of all sections of one kind.
@@ -103,7 +104,7 @@ impl RegimeBytes {
     }
 }
 
-/// The size report [`crate::builder::Writer::finish`] returns. See the module
+/// The size report the writer's `finish` returns and `inspect` prints. See the module
 /// documentation for what each number counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SizeReport {
