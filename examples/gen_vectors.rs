@@ -4,6 +4,9 @@
 //!   `X.json` (what `hhtld inspect --json --verify X.hhtld` prints) and
 //!   `X.rows.json` (every row of every float tensor decoded by the reader, as
 //!   hex f32 bit patterns so comparisons are exact).
+//! - `guarded/X.hhtld`: a valid file that readers refuse to decode whole
+//!   under the default expansion limit (spec §7); `X.expected` lists the
+//!   file length, the limit and each refused tensor with its f32 size.
 //! - `invalid/X.hhtld`: a valid file with exactly one rule broken, CRCs
 //!   recomputed so a reader reaches that rule; `X.expected` holds the
 //!   `FormatError::kind()` and `FormatError::rule()` a reader must return.
@@ -603,6 +606,65 @@ pub fn valid_vectors() -> Res<Vec<Valid>> {
     list.into_iter()
         .map(|(name, f)| Ok(Valid { name, bytes: f()? }))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Guarded vectors: valid files that a reader refuses to decode whole under
+// the default expansion limit (spec §7 "Expansion limit").
+
+use hhtld_reader::DEFAULT_MAX_EXPANSION;
+
+/// A decompression bomb: one BF16 tensor of `rows x cols` whose every row
+/// is one 4-bit code into a 16-entry palette of `cols`-wide bf16 entries,
+/// so the file is about `64 x cols + rows` bytes and decodes to
+/// `4 x rows x cols` bytes of f32. `bomb(65536, 65536)` is the 2 MB file of
+/// the issue that decodes to 16 GiB.
+pub fn bomb(rows: u64, cols: u64) -> Res<Vec<u8>> {
+    let mut w = writer()?;
+    let p = palette(&mut w, 16, cols as usize, 4, ElemType::Bf16, 40)?;
+    let shape = [rows, cols];
+    let c = stage_codes(&shape, 16, cols as usize, 41);
+    w.add_encoded_tensor(EncodedTensor {
+        name: "bomb.weight",
+        dtype: Dtype::Bf16,
+        shape: &shape,
+        role: Role::Other,
+        regime: Regime::Argmax,
+        stages: &[Stage {
+            palette: p,
+            codes: &c,
+        }],
+        scale: None,
+        slot_l: None,
+        quality: None,
+    })?;
+    finish(w)
+}
+
+/// The guarded vectors: a bomb small enough to commit (65536 x 1024, about
+/// 100 KB decoding to 256 MiB of f32, 128 MiB of bf16: over 1300 x its size
+/// either way).
+pub fn guarded_vectors() -> Res<Vec<Valid>> {
+    Ok(vec![Valid {
+        name: "bomb",
+        bytes: bomb(65536, 1024)?,
+    }])
+}
+
+/// `X.expected` of a guarded vector: the tensors a reader refuses to decode
+/// whole under the default limit, with their f32 size and the file's.
+pub fn guarded_text(bytes: &[u8]) -> Res<String> {
+    let f = HhtldFile::copy_from_slice(bytes)?;
+    let h = f.view();
+    let file_len = bytes.len() as u64;
+    let mut out = format!("file_len {file_len}\nmax_expansion {DEFAULT_MAX_EXPANSION}\n");
+    for t in h.tensors() {
+        let decoded = t.numel() as u64 * 4;
+        if decoded > DEFAULT_MAX_EXPANSION * file_len {
+            out.push_str(&format!("refused {} {decoded}\n", t.name()));
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -1645,6 +1707,14 @@ pub fn all_files() -> Res<Vec<(PathBuf, Vec<u8>)>> {
         ));
         out.push((dir.join(format!("{}.hhtld", v.name)), v.bytes));
     }
+    for v in guarded_vectors()? {
+        let dir = Path::new("guarded");
+        out.push((
+            dir.join(format!("{}.expected", v.name)),
+            guarded_text(&v.bytes)?.into_bytes(),
+        ));
+        out.push((dir.join(format!("{}.hhtld", v.name)), v.bytes));
+    }
     for v in invalid_vectors()? {
         let dir = Path::new("invalid");
         out.push((
@@ -1661,11 +1731,11 @@ pub fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/vectors")
 }
 
-/// Files under `valid/` and `invalid/` that are vectors or companions,
-/// relative to `spec/vectors`.
+/// Files under `valid/`, `invalid/` and `guarded/` that are vectors or
+/// companions, relative to `spec/vectors`.
 pub fn files_on_disk() -> Res<BTreeSet<PathBuf>> {
     let mut set = BTreeSet::new();
-    for sub in ["valid", "invalid"] {
+    for sub in ["valid", "invalid", "guarded"] {
         let dir = vectors_dir().join(sub);
         if !dir.exists() {
             continue;
@@ -1686,7 +1756,7 @@ fn main() -> Res<()> {
         std::fs::remove_file(root.join(stale))?;
         println!("removed {}", stale.display());
     }
-    for sub in ["valid", "invalid"] {
+    for sub in ["valid", "invalid", "guarded"] {
         std::fs::create_dir_all(root.join(sub))?;
     }
     for (path, bytes) in &files {

@@ -8,7 +8,10 @@ rebuilds the spec-defined fields of `hhtld inspect --json --verify` and
 compares them with the committed X.json, and decodes every row of every
 PALETTE tensor (and every float RAW tensor) bit-exactly against X.rows.json.
 For every vector in spec/vectors/invalid it checks that the file is rejected
-for the rule named on the second line of X.expected.
+for the rule named on the second line of X.expected. For every vector in
+spec/vectors/guarded it checks that the file is valid and that exactly the
+tensors listed in X.expected decode (as f32) to more than the default
+expansion limit allows (spec section 7); valid vectors must all be within it.
 
 Exit status is non-zero on any disagreement.
 """
@@ -32,6 +35,9 @@ MAX_SECTIONS = 8_388_608
 MAX_DIRECTORY_BYTES = 268_435_456
 MAX_PALETTE_D = 65_536
 MAX_METADATA_BYTES = 16_777_216
+# Expansion limit, spec section 7: a whole-tensor decode may produce at most
+# this many times the file's length in bytes.
+DEFAULT_MAX_EXPANSION = 1024
 
 MAGIC = b"\x89HHTLD\r\n"
 NONE = 0xFFFF_FFFF
@@ -845,6 +851,8 @@ def check_valid(path, problems):
     if not all(crc_ok):
         problems.append(f"{where}: section CRC mismatch in sections {[i for i, ok in enumerate(crc_ok) if not ok]}")
     check_writer_rules(f, problems, where)
+    for name, size in over_limit(f, len(data)):
+        problems.append(f"{where}: {name} decodes to {size} bytes, over the expansion limit")
 
     committed = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     compare(inspect_json(f, crc_ok), committed, where, problems)
@@ -862,6 +870,40 @@ def check_valid(path, problems):
         if mine != theirs:
             bad = next((i, j) for i, (a, b) in enumerate(zip(mine, theirs)) for j in range(max(len(a), len(b))) if a[j : j + 1] != b[j : j + 1]) if len(mine) == len(theirs) else None
             problems.append(f"{where}: {t['name']}: decoded rows differ (first at row/col {bad})")
+
+
+def over_limit(f, file_len):
+    """(name, f32 bytes) of every tensor over the default expansion limit."""
+    return [(t["name"], t["numel"] * 4) for t in f["tensors"] if t["numel"] * 4 > DEFAULT_MAX_EXPANSION * file_len]
+
+
+def check_guarded(path, problems):
+    where = f"guarded/{path.name}"
+    data = path.read_bytes()
+    try:
+        f = parse(data)
+    except Reject as e:
+        problems.append(f"{where}: rejected: {e}")
+        return
+    if not all(verify(f)):
+        problems.append(f"{where}: section CRC mismatch")
+    check_writer_rules(f, problems, where)
+    want = {"refused": []}
+    for line in path.with_suffix(".expected").read_text(encoding="utf-8").splitlines():
+        key, *rest = line.split()
+        if key == "refused":
+            want["refused"].append((rest[0], int(rest[1])))
+        else:
+            want[key] = int(rest[0])
+    if want.get("file_len") != len(data):
+        problems.append(f"{where}: file_len {len(data)}, .expected says {want.get('file_len')}")
+    if want.get("max_expansion") != DEFAULT_MAX_EXPANSION:
+        problems.append(f"{where}: .expected limit {want.get('max_expansion')}, spec says {DEFAULT_MAX_EXPANSION}")
+    mine = over_limit(f, len(data))
+    if mine != want["refused"]:
+        problems.append(f"{where}: over the limit: {mine}, .expected says {want['refused']}")
+    if not mine:
+        problems.append(f"{where}: no tensor over the limit")
 
 
 def check_invalid(path, problems):
@@ -885,14 +927,17 @@ def main():
     problems = []
     valid = sorted((root / "valid").glob("*.hhtld"))
     invalid = sorted((root / "invalid").glob("*.hhtld"))
+    guarded = sorted((root / "guarded").glob("*.hhtld"))
+    for p in guarded:
+        check_guarded(p, problems)
     for p in valid:
         check_valid(p, problems)
     for p in invalid:
         check_invalid(p, problems)
     for line in problems:
         print(line)
-    print(f"check_vectors: {len(valid)} valid, {len(invalid)} invalid, {len(problems)} disagreements")
-    if not valid or not invalid:
+    print(f"check_vectors: {len(valid)} valid, {len(invalid)} invalid, {len(guarded)} guarded, {len(problems)} disagreements")
+    if not valid or not invalid or not guarded:
         print("check_vectors: no vectors found")
         return 1
     return 1 if problems else 0

@@ -89,6 +89,11 @@ enum Command {
         /// tensor's original dtype.
         #[arg(long, value_enum)]
         dtype: Option<DtypeArg>,
+        /// Refuse output larger than this many times the input file's size,
+        /// per tensor and in total (spec §7 "Expansion limit"; guards
+        /// against decompression bombs). Default: 1024.
+        #[arg(long, value_name = "X")]
+        max_expansion: Option<u64>,
     },
     /// Check every CRC; with --against, recompute every quality gate from
     /// the original weights.
@@ -226,6 +231,7 @@ fn real_main() -> ExitCode {
             file,
             output,
             dtype,
+            max_expansion,
         } => decode::run(
             &file,
             &output,
@@ -234,6 +240,7 @@ fn real_main() -> ExitCode {
                 DtypeArg::Bf16 => hhtld_format::Dtype::Bf16,
                 DtypeArg::F16 => hhtld_format::Dtype::F16,
             }),
+            max_expansion,
         ),
         Command::Verify {
             file,

@@ -400,7 +400,12 @@ pub fn views(h: &Hhtld<'_>) {
     }
 
     let tables = FileTables::new(layout, h.bytes());
-    for (i, t) in h.tensors().enumerate() {
+    // The content checks decode without the expansion limit (the work
+    // budget bounds them); the limit itself is checked on `h`'s default.
+    let unlimited = h.clone().with_max_expansion(u64::MAX);
+    for (i, guarded) in h.tensors().enumerate() {
+        check_expansion_guard(h, &guarded);
+        let t = unlimited.tensor(i).expect("same index");
         assert_eq!(t.index(), i);
         assert!(!t.name().is_empty());
         assert_eq!(
@@ -431,6 +436,48 @@ pub fn views(h: &Hhtld<'_>) {
             Encoding::Palette => check_palette_tensor(h, &tables, &t, heavy),
         }
     }
+}
+
+/// Spec §7 "Expansion limit": a whole-tensor decode of more than
+/// `max_expansion x file length` bytes is refused before allocating, with
+/// the figures in the error; anything within it is not refused for size.
+fn check_expansion_guard(h: &Hhtld<'_>, t: &TensorView<'_>) {
+    let budget = h.expansion_budget();
+    assert_eq!(
+        budget,
+        h.max_expansion().saturating_mul(h.bytes().len() as u64)
+    );
+    let decoded = (t.numel() as u64).saturating_mul(4);
+    assert_eq!(t.decoded_bytes::<f32>(), decoded);
+    assert_eq!(t.decoded_bytes::<bf16>(), decoded / 2);
+    let float = t.encoding() == Encoding::Palette || raw_to_f32(t.dtype(), &[]).is_some();
+    let over = decoded > budget;
+    match t.check_expansion::<f32>() {
+        Ok(()) => assert!(!over, "{}: {decoded} bytes over {budget} let through", t.name()),
+        Err(ReaderError::ExpansionLimit {
+            decoded: d,
+            limit,
+            file_len,
+            ..
+        }) => {
+            assert!(over, "{}: {decoded} bytes within {budget} refused", t.name());
+            assert_eq!((d, limit, file_len), (decoded, budget, h.bytes().len() as u64));
+        }
+        Err(e) => panic!("{}: check_expansion: {e}", t.name()),
+    }
+    if over && float {
+        // Refused before any allocation, whatever the size.
+        assert!(matches!(
+            t.decode(),
+            Err(ReaderError::ExpansionLimit { .. })
+        ));
+    }
+    assert_eq!(
+        t.check_expansion::<bf16>().is_err(),
+        decoded / 2 > budget,
+        "{}: bf16 output is half the bytes",
+        t.name()
+    );
 }
 
 /// The `open` target: `data` as given, then with its CRCs recomputed so

@@ -149,6 +149,23 @@ pub enum ReaderError {
         /// The kernel's error.
         source: KernelError,
     },
+    /// Decoding the whole tensor would produce more bytes than the
+    /// expansion limit allows (spec §7 "Expansion limit"): a possible
+    /// decompression bomb. Raise the limit with
+    /// [`crate::HhtldFile::with_max_expansion`] to decode it anyway.
+    #[error("{tensor}: decodes to {decoded} bytes, over the expansion limit of {limit} bytes ({max_expansion} x the file's {file_len} bytes)")]
+    ExpansionLimit {
+        /// The tensor.
+        tensor: TensorId,
+        /// Bytes the decoded tensor would take in the requested type.
+        decoded: u64,
+        /// `max_expansion x file_len`.
+        limit: u64,
+        /// The expansion factor in force.
+        max_expansion: u64,
+        /// Length of the file.
+        file_len: u64,
+    },
     /// The decoded tensor does not fit in memory.
     #[error("{tensor}: cannot allocate {elements} decoded values")]
     Alloc {

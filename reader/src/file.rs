@@ -41,6 +41,7 @@ impl Storage {
 #[derive(Clone)]
 pub struct HhtldFile {
     inner: Arc<Inner>,
+    max_expansion: u64,
 }
 
 struct Inner {
@@ -100,12 +101,31 @@ impl HhtldFile {
     fn new(inner: Inner) -> HhtldFile {
         HhtldFile {
             inner: Arc::new(inner),
+            max_expansion: crate::DEFAULT_MAX_EXPANSION,
         }
+    }
+
+    /// This handle with another expansion limit: whole-tensor decodes
+    /// through it, its views and its [`TensorHandle`]s may produce up to
+    /// `max_expansion x file length` bytes each (spec §7 "Expansion limit";
+    /// default [`crate::DEFAULT_MAX_EXPANSION`]). Other clones keep theirs.
+    pub fn with_max_expansion(mut self, max_expansion: u64) -> HhtldFile {
+        self.max_expansion = max_expansion;
+        self
+    }
+
+    /// The expansion factor in force.
+    pub fn max_expansion(&self) -> u64 {
+        self.max_expansion
     }
 
     /// A borrowed view for reading tensors, palettes and metadata.
     pub fn view(&self) -> Hhtld<'_> {
-        Hhtld::with_layout(self.bytes(), Arc::clone(&self.inner.layout))
+        Hhtld::with_layout(
+            self.bytes(),
+            Arc::clone(&self.inner.layout),
+            self.max_expansion,
+        )
     }
 
     /// The whole file.

@@ -111,6 +111,15 @@ impl TensorHandle {
         (t.encoding == Encoding::Raw).then(|| self.file.bytes().get(t.data.clone()).unwrap_or(&[]))
     }
 
+    /// Bytes the whole tensor takes decoded to `O`.
+    pub fn decoded_bytes<O: OutElem>(&self) -> u64 {
+        (self.numel() as u64).saturating_mul(core::mem::size_of::<O>() as u64)
+    }
+    /// Checks the expansion limit for a whole-tensor decode to `O`; see
+    /// [`TensorView::check_expansion`].
+    pub fn check_expansion<O: OutElem>(&self) -> Result<(), ReaderError> {
+        self.view().check_expansion::<O>()
+    }
     /// Decodes the whole tensor into a new vector of f32.
     pub fn decode(&self) -> Result<Vec<f32>, ReaderError> {
         self.view().decode()

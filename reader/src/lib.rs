@@ -45,6 +45,10 @@ pub use handle::TensorHandle;
 pub use tensor::{RowDecoder, RowView, TensorView};
 pub use view::{BasisView, FisherView, Hhtld, PaletteView, SectionStatus};
 
+/// The default expansion limit: a whole-tensor decode may produce at most
+/// this many times the file's length in bytes (spec §7 "Expansion limit").
+pub const DEFAULT_MAX_EXPANSION: u64 = 1024;
+
 /// The format crate: on-disk rules, records and the decode kernel.
 pub use hhtld_format as format;
 

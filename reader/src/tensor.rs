@@ -33,6 +33,7 @@ pub struct TensorView<'a> {
     bytes: &'a [u8],
     layout: Arc<Layout>,
     index: usize,
+    max_expansion: u64,
 }
 
 impl core::fmt::Debug for TensorView<'_> {
@@ -145,11 +146,17 @@ impl<'a> Decoder<'a> {
 }
 
 impl<'a> TensorView<'a> {
-    pub(crate) fn new(bytes: &'a [u8], layout: Arc<Layout>, index: usize) -> Self {
+    pub(crate) fn new(
+        bytes: &'a [u8],
+        layout: Arc<Layout>,
+        index: usize,
+        max_expansion: u64,
+    ) -> Self {
         TensorView {
             bytes,
             layout,
             index,
+            max_expansion,
         }
     }
 
@@ -502,9 +509,39 @@ impl<'a> TensorView<'a> {
         }
     }
 
-    /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major.
-    /// Large tensors are decoded on the rayon thread pool.
+    /// Bytes the whole tensor takes decoded to `O` (`numel x size`).
+    pub fn decoded_bytes<O: OutElem>(&self) -> u64 {
+        (self.numel() as u64).saturating_mul(core::mem::size_of::<O>() as u64)
+    }
+
+    /// Checks the expansion limit (spec §7 "Expansion limit") for a
+    /// whole-tensor decode to `O`: at most `max_expansion x file length`
+    /// bytes. [`TensorView::decode_as`] and [`TensorView::decode_into`] call
+    /// it; a loader that allocates its own buffer calls it first.
+    pub fn check_expansion<O: OutElem>(&self) -> Result<(), ReaderError> {
+        let decoded = self.decoded_bytes::<O>();
+        let file_len = self.bytes.len() as u64;
+        let limit = self.max_expansion.saturating_mul(file_len);
+        if decoded > limit {
+            return Err(ReaderError::ExpansionLimit {
+                tensor: self.id(),
+                decoded,
+                limit,
+                max_expansion: self.max_expansion,
+                file_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes the whole tensor into `out` (`out.len() == numel`), row-major,
+    /// after checking the expansion limit. Large tensors are decoded on the
+    /// rayon thread pool.
     pub fn decode_into<O: OutElem>(&self, out: &mut [O]) -> Result<(), ReaderError> {
+        // Dtype and length first, as for a range: the limit is about size.
+        self.check_float()?;
+        self.check_rows(&(0..self.n_rows()), out.len())?;
+        self.check_expansion::<O>()?;
         self.decode_rows_into(0..self.n_rows(), out)
     }
 
@@ -514,9 +551,10 @@ impl<'a> TensorView<'a> {
     }
 
     /// Decodes the whole tensor into a new vector of `O` (`f32`, `bf16`
-    /// or `f16`).
+    /// or `f16`). The expansion limit is checked before allocating.
     pub fn decode_as<O: OutElem>(&self) -> Result<Vec<O>, ReaderError> {
         self.check_float()?;
+        self.check_expansion::<O>()?;
         let n = self.numel();
         let mut v = Vec::new();
         // numel comes from the file; refuse rather than abort when it is too big.

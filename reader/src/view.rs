@@ -17,6 +17,7 @@ use crate::{ReaderError, TensorView};
 pub struct Hhtld<'a> {
     bytes: &'a [u8],
     layout: Arc<Layout>,
+    max_expansion: u64,
 }
 
 impl core::fmt::Debug for Hhtld<'_> {
@@ -115,11 +116,38 @@ impl<'a> Hhtld<'a> {
     /// address aligned to 4, else they return [`ReaderError::Misaligned`]).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Hhtld<'a>, ReaderError> {
         let layout = parse(bytes)?;
-        Ok(Self::with_layout(bytes, Arc::new(layout)))
+        Ok(Self::with_layout(
+            bytes,
+            Arc::new(layout),
+            crate::DEFAULT_MAX_EXPANSION,
+        ))
     }
 
-    pub(crate) fn with_layout(bytes: &'a [u8], layout: Arc<Layout>) -> Self {
-        Hhtld { bytes, layout }
+    pub(crate) fn with_layout(bytes: &'a [u8], layout: Arc<Layout>, max_expansion: u64) -> Self {
+        Hhtld {
+            bytes,
+            layout,
+            max_expansion,
+        }
+    }
+
+    /// This view with another expansion limit: whole-tensor decodes may
+    /// produce up to `max_expansion x file length` bytes (spec §7
+    /// "Expansion limit"; default [`crate::DEFAULT_MAX_EXPANSION`]).
+    pub fn with_max_expansion(mut self, max_expansion: u64) -> Self {
+        self.max_expansion = max_expansion;
+        self
+    }
+
+    /// The expansion factor in force.
+    pub fn max_expansion(&self) -> u64 {
+        self.max_expansion
+    }
+
+    /// Most bytes one whole-tensor decode may produce:
+    /// `max_expansion x file length`, saturating.
+    pub fn expansion_budget(&self) -> u64 {
+        self.max_expansion.saturating_mul(self.bytes.len() as u64)
     }
 
     /// The whole file.
@@ -173,12 +201,17 @@ impl<'a> Hhtld<'a> {
                 count: self.layout.tensors.len(),
             });
         }
-        Ok(TensorView::new(self.bytes, Arc::clone(&self.layout), i))
+        Ok(TensorView::new(
+            self.bytes,
+            Arc::clone(&self.layout),
+            i,
+            self.max_expansion,
+        ))
     }
 
     /// Tensor `i`, which the caller knows is in range.
     pub(crate) fn tensor_unchecked(&self, i: usize) -> TensorView<'a> {
-        TensorView::new(self.bytes, Arc::clone(&self.layout), i)
+        TensorView::new(self.bytes, Arc::clone(&self.layout), i, self.max_expansion)
     }
 
     /// The tensor called `name` (binary search, no allocation).
@@ -193,8 +226,9 @@ impl<'a> Hhtld<'a> {
 
     /// Every tensor, in directory order.
     pub fn tensors(&self) -> impl ExactSizeIterator<Item = TensorView<'a>> + '_ {
-        (0..self.layout.tensors.len())
-            .map(move |i| TensorView::new(self.bytes, Arc::clone(&self.layout), i))
+        (0..self.layout.tensors.len()).map(move |i| {
+            TensorView::new(self.bytes, Arc::clone(&self.layout), i, self.max_expansion)
+        })
     }
 
     /// Number of palette records.
