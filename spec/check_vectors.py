@@ -661,7 +661,19 @@ def fisher_table(entries):
 
 
 def ratio(bf16, nbytes):
-    return bf16 / nbytes if nbytes > 0 else None
+    return bf16 / nbytes if nbytes > 0 and bf16 > 0 else None
+
+
+def worst(qs):
+    """Section 8: the worst recorded quality, each figure on its own."""
+    if not qs:
+        return None
+    return {
+        "rho_median": min(q[0] for q in qs),
+        "rho_p5": min(q[1] for q in qs),
+        "rho_min": min(q[2] for q in qs),
+        "rel_fro": max(q[3] for q in qs),
+    }
 
 
 def size_report(f):
@@ -746,6 +758,7 @@ def inspect_json(f, crc_ok):
         "fisher_z": [{"palette": z["palette"], "k": f["palettes"][z["palette"]]["k"], "gamma": z["gamma"]} for z in f["fishers"]],
         "tensors": [],
         "metadata": dict(f["metadata"]),
+        "metadata_bytes": [{"key": k, "bytes": len(v.encode("utf-8"))} for k, v in f["metadata"]],
     }
     for t, nbytes in zip(tensors, tbytes):
         q = t["quality"]
@@ -783,7 +796,15 @@ def inspect_json(f, crc_ok):
             params = sum(t["numel"] for t, _ in members)
             nbytes = sum(b for _, b in members)
             by_regime.append(
-                {"regime": REGIMES[g].lower(), "tensors": len(members), "params": params, "bytes": nbytes, "ratio": ratio(2 * params, nbytes)}
+                {
+                    "regime": REGIMES[g].lower(),
+                    "tensors": len(members),
+                    "encoded": sum(1 for t, _ in members if t["encoding"] == 1),
+                    "params": params,
+                    "bytes": nbytes,
+                    "ratio": ratio(2 * params, nbytes),
+                    "worst": worst([t["quality"] for t, _ in members if t["flags"] & HAS_QUALITY]),
+                }
             )
     out["totals"] = {
         "tensors": len(tensors),

@@ -1,11 +1,17 @@
 //! `hhtld inspect`: what a file holds, as JSON for machines and as tables
 //! for people. A library module so fuzzers and tests render exactly what
 //! the command prints.
+//!
+//! The text leads with what a person asks first: the summary (version,
+//! totals, encoded and whole-file ratios, worst quality per regime,
+//! metadata keys with their sizes), then the tensor table; the section and
+//! palette tables only when asked for ([`Show`]). The JSON has everything.
+//! Every figure comes from [`SizeReport`], the one definition of each.
 
 use std::fmt::Write as _;
 
+use hhtld_format::report::SizeReport;
 use hhtld_reader::Hhtld;
-use hhtld_writer::report::SizeReport;
 use serde_json::{json, Value};
 
 /// `writeln!` into a String cannot fail.
@@ -15,9 +21,32 @@ macro_rules! outln {
     };
 }
 
-/// BF16 bytes over stored bytes: 4.0 means 4:1 smaller than BF16.
-fn ratio(bf16: u64, bytes: u64) -> Option<f64> {
-    (bytes > 0).then(|| bf16 as f64 / bytes as f64)
+/// Which optional tables the text report shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Show {
+    /// The section table and the bytes per section kind.
+    pub sections: bool,
+    /// The palette table.
+    pub palettes: bool,
+}
+
+impl Show {
+    /// Every table.
+    pub const ALL: Show = Show {
+        sections: true,
+        palettes: true,
+    };
+}
+
+fn quality_json(q: Option<hhtld_format::validate::Quality>) -> Value {
+    q.map_or(Value::Null, |q| {
+        json!({
+            "rho_median": q.rho_median,
+            "rho_p5": q.rho_p5,
+            "rho_min": q.rho_min,
+            "rel_fro": q.rel_fro,
+        })
+    })
 }
 
 /// Everything `inspect` shows, as JSON. Deterministic for a given file, so
@@ -101,13 +130,8 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
                 "slot_l": rec.slot.as_ref().map(|s| s.basis),
                 "bytes": sz.bytes(),
                 "bf16_bytes": sz.bf16_bytes(),
-                "ratio": ratio(sz.bf16_bytes(), sz.bytes()),
-                "quality": t.quality().map(|q| json!({
-                    "rho_median": q.rho_median,
-                    "rho_p5": q.rho_p5,
-                    "rho_min": q.rho_min,
-                    "rel_fro": q.rel_fro,
-                })),
+                "ratio": sz.ratio(),
+                "quality": quality_json(sz.quality),
             })
         })
         .collect();
@@ -115,13 +139,11 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
         .metadata()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    let (enc_bf16, enc_bytes) = size
-        .tensors
-        .iter()
-        .filter(|t| t.encoding == hhtld_format::Encoding::Palette)
-        .fold((0u64, 0u64), |(a, b), t| {
-            (a + t.bf16_bytes(), b + t.bytes())
-        });
+    let metadata_bytes: Vec<Value> = view
+        .metadata()
+        .map(|(k, v)| json!({"key": k, "bytes": v.len()}))
+        .collect();
+    let enc = size.encoded();
     json!({
         "version": format!("{}.{}", layout.version.0, layout.version.1),
         "file_len": layout.file_len,
@@ -131,16 +153,17 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
         "fisher_z": layout.fishers.iter().map(|f| json!({"palette": f.palette, "k": f.k, "gamma": f.gamma})).collect::<Vec<_>>(),
         "tensors": tensors,
         "metadata": metadata,
+        "metadata_bytes": metadata_bytes,
         "totals": {
             "tensors": layout.tensors.len(),
-            "encoded_tensors": layout.tensors.iter().filter(|t| t.encoding == hhtld_format::Encoding::Palette).count(),
+            "encoded_tensors": enc.tensors,
             "params": size.tensors.iter().map(|t| t.numel).sum::<u64>(),
             "file_bytes": layout.file_len,
             "bf16_bytes": size.bf16_bytes(),
-            "ratio": ratio(size.bf16_bytes(), layout.file_len as u64),
-            "encoded_bytes": enc_bytes,
-            "encoded_bf16_bytes": enc_bf16,
-            "encoded_ratio": ratio(enc_bf16, enc_bytes),
+            "ratio": size.ratio(),
+            "encoded_bytes": enc.bytes,
+            "encoded_bf16_bytes": enc.bf16_bytes(),
+            "encoded_ratio": enc.ratio(),
             "header_bytes": size.header_bytes,
             "table_bytes": size.table_bytes,
             "padding_bytes": size.padding_bytes,
@@ -149,9 +172,11 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
             "by_regime": size.by_regime.iter().map(|r| json!({
                 "regime": r.regime.name(),
                 "tensors": r.tensors,
+                "encoded": r.encoded,
                 "params": r.numel,
                 "bytes": r.bytes,
-                "ratio": ratio(r.bf16_bytes(), r.bytes),
+                "ratio": r.ratio(),
+                "worst": quality_json(r.worst),
             })).collect::<Vec<_>>(),
         },
     })
@@ -174,43 +199,76 @@ fn r(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.2}:1"))
 }
 
-/// The human-readable `inspect` report rendered from [`inspect_json`]'s value.
-pub fn render_text(j: &Value) -> String {
+/// The human-readable `inspect` report rendered from [`inspect_json`]'s
+/// value: summary, tensors, then the tables `show` asks for.
+pub fn render_text(j: &Value, show: Show) -> String {
     let mut out = String::new();
     let empty = vec![];
     let arr = |k: &str| j[k].as_array().unwrap_or(&empty).clone();
+    let t = &j["totals"];
     outln!(
         out,
         "hhtld {} file, {} bytes",
         s(&j["version"]),
         n(&j["file_len"])
     );
-    outln!(out, "\nsections:");
     outln!(
         out,
-        "  {:>4} {:<10} {:>12} {:>12} {:>10} check",
-        "#",
-        "kind",
-        "offset",
-        "length",
-        "crc32"
+        "  {} tensors ({} encoded), {} params",
+        n(&t["tensors"]),
+        n(&t["encoded_tensors"]),
+        n(&t["params"])
     );
-    for sec in arr("sections") {
-        let check = match sec.get("crc_ok") {
-            Some(Value::Bool(true)) => "ok",
-            Some(Value::Bool(false)) => "BAD",
-            _ => "-",
-        };
+    outln!(
+        out,
+        "  encoded tensors: {} bytes, {} against BF16",
+        n(&t["encoded_bytes"]),
+        r(&t["encoded_ratio"])
+    );
+    outln!(
+        out,
+        "  whole file: {} bytes, {} against BF16 ({} bytes)",
+        n(&t["file_bytes"]),
+        r(&t["ratio"]),
+        n(&t["bf16_bytes"])
+    );
+    outln!(out, "\nregimes:");
+    outln!(
+        out,
+        "  {:<12} {:>7} {:>7} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "regime",
+        "tensors",
+        "encoded",
+        "params",
+        "bytes",
+        "ratio",
+        "worst med",
+        "worst p5",
+        "worst min"
+    );
+    for g in t["by_regime"].as_array().unwrap_or(&empty) {
         outln!(
             out,
-            "  {:>4} {:<10} {:>12} {:>12} {:>10} {}",
-            n(&sec["index"]),
-            s(&sec["kind"]),
-            n(&sec["offset"]),
-            n(&sec["length"]),
-            s(&sec["crc32"]),
-            check
+            "  {:<12} {:>7} {:>7} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            s(&g["regime"]),
+            n(&g["tensors"]),
+            n(&g["encoded"]),
+            n(&g["params"]),
+            n(&g["bytes"]),
+            r(&g["ratio"]),
+            q4(&g["worst"]["rho_median"]),
+            q4(&g["worst"]["rho_p5"]),
+            q4(&g["worst"]["rho_min"])
         );
+    }
+    let meta = arr("metadata_bytes");
+    if meta.is_empty() {
+        outln!(out, "\nmetadata: none");
+    } else {
+        outln!(out, "\nmetadata ({} keys):", meta.len());
+        for m in &meta {
+            outln!(out, "  {:<40} {:>10} bytes", s(&m["key"]), n(&m["bytes"]));
+        }
     }
     outln!(out, "\ntensors:");
     outln!(
@@ -234,12 +292,6 @@ pub fn render_text(j: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join("x")
         });
-        let q = |k: &str| {
-            t["quality"]
-                .get(k)
-                .and_then(Value::as_f64)
-                .map_or("-".into(), |x| format!("{x:.4}"))
-        };
         outln!(
             out,
             "  {:<48} {:<16} {:<6} {:<18} {:<11} {:<8} {:>10} {:>9} {:>8} {:>8}",
@@ -251,45 +303,54 @@ pub fn render_text(j: &Value) -> String {
             s(&t["encoding"]),
             n(&t["bytes"]),
             r(&t["ratio"]),
-            q("rho_median"),
-            q("rho_p5")
+            q4(&t["quality"]["rho_median"]),
+            q4(&t["quality"]["rho_p5"])
         );
     }
-    outln!(out, "\npalettes:");
+    if show.sections {
+        render_sections(&mut out, j);
+    }
+    if show.palettes {
+        render_palettes(&mut out, j);
+    }
+    out
+}
+
+fn q4(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.4}"))
+}
+
+fn render_sections(out: &mut String, j: &Value) {
+    let empty = vec![];
+    outln!(out, "\nsections:");
     outln!(
         out,
-        "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} fisher_z",
+        "  {:>4} {:<10} {:>12} {:>12} {:>10} check",
         "#",
-        "k",
-        "d",
-        "bits",
-        "elem",
-        "bytes",
-        "shared_by"
+        "kind",
+        "offset",
+        "length",
+        "crc32"
     );
-    for p in arr("palettes") {
+    for sec in j["sections"].as_array().unwrap_or(&empty) {
+        let check = match sec.get("crc_ok") {
+            Some(Value::Bool(true)) => "ok",
+            Some(Value::Bool(false)) => "BAD",
+            _ => "-",
+        };
         outln!(
             out,
-            "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} {}",
-            n(&p["index"]),
-            n(&p["k"]),
-            n(&p["d"]),
-            n(&p["bits"]),
-            s(&p["elem"]),
-            n(&p["bytes"]),
-            n(&p["shared_by"]),
-            n(&p["fisher_z"])
+            "  {:>4} {:<10} {:>12} {:>12} {:>10} {}",
+            n(&sec["index"]),
+            s(&sec["kind"]),
+            n(&sec["offset"]),
+            n(&sec["length"]),
+            s(&sec["crc32"]),
+            check
         );
     }
     let t = &j["totals"];
-    outln!(out, "\ntotals:");
-    outln!(
-        out,
-        "  {} tensors ({} encoded), {} params",
-        n(&t["tensors"]),
-        n(&t["encoded_tensors"]),
-        n(&t["params"])
-    );
+    outln!(out, "\nbytes by section kind:");
     for k in t["by_kind"].as_array().unwrap_or(&empty) {
         outln!(
             out,
@@ -306,29 +367,34 @@ pub fn render_text(j: &Value) -> String {
         n(&t["table_bytes"]),
         n(&t["padding_bytes"])
     );
-    for g in t["by_regime"].as_array().unwrap_or(&empty) {
+}
+
+fn render_palettes(out: &mut String, j: &Value) {
+    let empty = vec![];
+    outln!(out, "\npalettes:");
+    outln!(
+        out,
+        "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} fisher_z",
+        "#",
+        "k",
+        "d",
+        "bits",
+        "elem",
+        "bytes",
+        "shared_by"
+    );
+    for p in j["palettes"].as_array().unwrap_or(&empty) {
         outln!(
             out,
-            "  regime {:<11} {:>4} tensors {:>11} params {:>11} bytes {:>9}",
-            s(&g["regime"]),
-            n(&g["tensors"]),
-            n(&g["params"]),
-            n(&g["bytes"]),
-            r(&g["ratio"])
+            "  {:>4} {:>4} {:>6} {:>5} {:<5} {:>9} {:>9} {}",
+            n(&p["index"]),
+            n(&p["k"]),
+            n(&p["d"]),
+            n(&p["bits"]),
+            s(&p["elem"]),
+            n(&p["bytes"]),
+            n(&p["shared_by"]),
+            n(&p["fisher_z"])
         );
     }
-    outln!(
-        out,
-        "  encoded tensors: {} bytes, {} against BF16",
-        n(&t["encoded_bytes"]),
-        r(&t["encoded_ratio"])
-    );
-    outln!(
-        out,
-        "  whole file: {} bytes, {} against BF16 ({} bytes)",
-        n(&t["file_bytes"]),
-        r(&t["ratio"]),
-        t["bf16_bytes"]
-    );
-    out
 }

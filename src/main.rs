@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hhtld_writer::codec::Profile;
 
 /// Palette-compressed neural-network weights: inspect, encode, decode, verify.
 #[derive(Parser, Debug)]
@@ -27,14 +28,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the version, sections, tensors, palettes and totals of a file.
+    /// Print what a file holds: the summary (version, totals, ratios, worst
+    /// quality per regime, metadata keys), then the tensors; sections and
+    /// palettes on request.
     Inspect {
         /// The .hhtld file.
         file: PathBuf,
         /// Also check every section CRC.
         #[arg(long)]
         verify: bool,
-        /// Print JSON instead of tables.
+        /// Also print the section table and the bytes per section kind.
+        #[arg(long)]
+        sections: bool,
+        /// Also print the palette table.
+        #[arg(long)]
+        palettes: bool,
+        /// Print every table (--sections --palettes).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON (always everything) instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -47,8 +59,8 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Codec profile.
-        #[arg(long, value_enum, default_value_t = ProfileArg::Fidelity)]
-        profile: ProfileArg,
+        #[arg(long, value_enum, default_value_t = Profile::Fidelity)]
+        profile: Profile,
         /// Add a FisherZ table for every palette (always on for `hhtl`).
         #[arg(long)]
         fisher_z: bool,
@@ -107,13 +119,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ProfileArg {
-    Fidelity,
-    Compact,
-    Hhtl,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +199,20 @@ fn real_main() -> ExitCode {
         }
     };
     let result = match cli.cmd {
-        Command::Inspect { file, verify, json } => inspect::run(&file, verify, json),
+        Command::Inspect {
+            file,
+            verify,
+            sections,
+            palettes,
+            all,
+            json,
+        } => {
+            let show = hhtld::inspect::Show {
+                sections: sections || all,
+                palettes: palettes || all,
+            };
+            inspect::run(&file, verify, json, show)
+        }
         Command::Encode {
             input,
             output,
@@ -209,11 +227,7 @@ fn real_main() -> ExitCode {
         } => encode::run(encode::Args {
             input,
             output,
-            profile: match profile {
-                ProfileArg::Fidelity => hhtld_writer::pipeline::Profile::Fidelity,
-                ProfileArg::Compact => hhtld_writer::pipeline::Profile::Compact,
-                ProfileArg::Hhtl => hhtld_writer::pipeline::Profile::Hhtl,
-            },
+            profile,
             fisher_z,
             roles,
             require_gates,

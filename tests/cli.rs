@@ -429,3 +429,77 @@ fn a_sharded_model_encodes_through_its_index() {
     assert_ok(&v);
     assert_eq!(stdout_json(&v)["failed"], 0);
 }
+
+#[test]
+fn inspect_leads_with_the_summary_and_shows_tables_on_request() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/vectors/valid/mixed.hhtld");
+    let file = file.to_str().unwrap();
+    let text = |args: &[&str]| {
+        let o = hhtld(&[&["inspect"], args, &[file]].concat());
+        assert_ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let plain = text(&[]);
+    let at = |t: &str, what: &str| t.find(what).unwrap_or_else(|| panic!("{what:?} in:\n{t}"));
+    // Summary (totals, ratios, regimes, metadata) before the tensor table.
+    assert!(plain.starts_with("hhtld 1.0 file, "), "{plain}");
+    assert!(at(&plain, "encoded tensors: ") < at(&plain, "\ntensors:"));
+    assert!(at(&plain, "whole file: ") < at(&plain, "\ntensors:"));
+    assert!(at(&plain, "\nregimes:") < at(&plain, "\ntensors:"));
+    assert!(at(&plain, "\nmetadata") < at(&plain, "\ntensors:"));
+    assert!(!plain.contains("\nsections:") && !plain.contains("\npalettes:"));
+    let sections = text(&["--sections"]);
+    assert!(sections.contains("\nsections:") && !sections.contains("\npalettes:"));
+    assert!(
+        sections.starts_with(&plain),
+        "the tables come after the summary"
+    );
+    let palettes = text(&["--palettes"]);
+    assert!(palettes.contains("\npalettes:") && !palettes.contains("\nsections:"));
+    let all = text(&["--all"]);
+    assert!(all.contains("\nsections:") && all.contains("\npalettes:"));
+    // The JSON keeps everything, metadata keys with their sizes included.
+    let j = stdout_json(&hhtld(&["inspect", "--json", file]));
+    assert!(j["sections"].as_array().is_some_and(|a| !a.is_empty()));
+    for m in j["metadata_bytes"].as_array().unwrap() {
+        let key = m["key"].as_str().unwrap();
+        let value = j["metadata"][key].as_str().unwrap();
+        assert_eq!(m["bytes"], value.len());
+        assert!(at(&plain, key) < at(&plain, "\ntensors:"));
+    }
+}
+
+#[test]
+fn encode_and_inspect_report_the_same_figures() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    let enc = hhtld(&["encode", &input, "-o", &out, "--json"]);
+    assert_ok(&enc);
+    let e = stdout_json(&enc);
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
+    let t = &ins["totals"];
+    assert_eq!(e["encoded_ratio"], t["encoded_ratio"]);
+    assert_eq!(e["file_ratio"], t["ratio"]);
+    assert!(e["encoded_ratio"].as_f64().unwrap() > 1.0);
+    // Encoded means stored as PALETTE, in both.
+    let palette = ins["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["encoding"] == "palette")
+        .count();
+    assert_eq!(t["encoded_tensors"], palette);
+    assert_eq!(e["size"]["encoded"]["tensors"], palette);
+    for (er, ir) in e["regimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(t["by_regime"].as_array().unwrap())
+    {
+        assert_eq!(er["regime"], ir["regime"]);
+        assert_eq!(er["ratio"], ir["ratio"]);
+        assert_eq!(er["encoded"], ir["encoded"]);
+        assert_eq!(er["worst_rho_median"], ir["worst"]["rho_median"]);
+    }
+}

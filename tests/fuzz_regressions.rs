@@ -13,7 +13,7 @@ use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use hhtld::inspect::{inspect_json, render_text};
+use hhtld::inspect::{inspect_json, render_text, Show};
 use hhtld_format::{Dtype, Encoding};
 use hhtld_reader::{Hhtld, HhtldFile, ReaderError};
 use hhtld_writer::report::SizeReport;
@@ -84,7 +84,7 @@ struct Outcome {
 /// Reads everything a reader can read from one opened file.
 fn read_all(h: &Hhtld<'_>) -> Result<Outcome, ReaderError> {
     let report = inspect_json(h, true);
-    assert!(render_text(&report).starts_with("hhtld "));
+    assert!(render_text(&report, Show::ALL).starts_with("hhtld "));
     let _ = SizeReport::from_layout(h.layout(), h.bytes()).to_json();
     let _: Vec<_> = h.metadata().collect();
     for i in 0..h.palette_count() {

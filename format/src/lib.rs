@@ -10,6 +10,7 @@ pub mod enums;
 pub mod error;
 pub mod layout;
 pub mod limits;
+pub mod quality;
 pub mod report;
 pub mod validate;
 

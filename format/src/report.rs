@@ -23,6 +23,18 @@
 //! bytes; `ratio = bf16_bytes / bytes`, the compression ratio (4.0 reads
 //! "4:1 smaller than BF16"), `None` when `bytes` is 0.
 //!
+//! The figures every tool prints are defined here once:
+//! - **encoded ratio** ([`SizeReport::encoded`]): over the tensors stored
+//!   palette-encoded (encoding PALETTE), their BF16 bytes over their bytes
+//!   (own sections plus shares of palettes, bases and FisherZ tables). A
+//!   tensor that fell back to raw BF16 keeps its regime but is not encoded,
+//!   so it is not counted here;
+//! - **whole-file ratio** ([`SizeReport::ratio`]): BF16 bytes of every
+//!   tensor over the file length;
+//! - **per regime** ([`SizeReport::by_regime`]): tensors, elements, bytes
+//!   and ratio of every tensor of the regime (raw or encoded), with the worst
+//!   recorded quality of each figure ([`RegimeBytes::worst`]).
+//!
 //! The writer (`hhtld_writer::builder::Writer::finish`) and a reader of any
 //! file ([`SizeReport::from_layout`], used by `hhtld inspect`) fill the same
 //! [`Accounting`] and call [`SizeReport::compute`], so both count alike; it
@@ -31,7 +43,7 @@
 use std::fmt;
 
 use crate::layout::{align64, HEADER_LEN, SECTION_ENTRY_LEN};
-use crate::validate::Layout;
+use crate::validate::{Layout, Quality};
 use crate::{Encoding, Regime, Role, SectionKind};
 use serde_json::{json, Value};
 
@@ -47,7 +59,7 @@ pub struct KindBytes {
 }
 
 /// Bytes attributed to one tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TensorBytes {
     /// Tensor name.
     pub name: String,
@@ -63,6 +75,8 @@ pub struct TensorBytes {
     pub own_bytes: u64,
     /// Its share of the shared palettes, bases and FisherZ tables it uses.
     pub shared_bytes: u64,
+    /// Its recorded quality (palette-encoded tensors).
+    pub quality: Option<Quality>,
 }
 
 impl TensorBytes {
@@ -81,16 +95,67 @@ impl TensorBytes {
 }
 
 /// Sum over the tensors of one regime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegimeBytes {
     /// The regime.
     pub regime: Regime,
     /// Number of tensors.
     pub tensors: u64,
+    /// How many of them are palette-encoded.
+    pub encoded: u64,
     /// Number of elements.
     pub numel: u64,
     /// Sum of [`TensorBytes::bytes`].
     pub bytes: u64,
+    /// Worst recorded quality, each figure on its own (lowest rho median,
+    /// p5 and min, highest rel_fro); `None` when no tensor records one.
+    pub worst: Option<Quality>,
+}
+
+/// Sum over the palette-encoded tensors ([`SizeReport::encoded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedBytes {
+    /// Number of palette-encoded tensors.
+    pub tensors: u64,
+    /// Their elements.
+    pub numel: u64,
+    /// Their bytes (own plus shared shares).
+    pub bytes: u64,
+}
+
+impl EncodedBytes {
+    /// `2 x numel`.
+    pub fn bf16_bytes(&self) -> u64 {
+        self.numel.saturating_mul(2)
+    }
+    /// `bf16_bytes / bytes`: the encoded ratio.
+    pub fn ratio(&self) -> Option<f64> {
+        ratio(self.bytes, self.bf16_bytes())
+    }
+}
+
+/// The worse of two quality records, field by field.
+fn worse(a: Option<Quality>, b: Option<Quality>) -> Option<Quality> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Quality {
+            rho_median: a.rho_median.min(b.rho_median),
+            rho_p5: a.rho_p5.min(b.rho_p5),
+            rho_min: a.rho_min.min(b.rho_min),
+            rel_fro: a.rel_fro.max(b.rel_fro),
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn quality_json(q: &Option<Quality>) -> Value {
+    q.map_or(Value::Null, |q| {
+        json!({
+            "rho_median": q.rho_median,
+            "rho_p5": q.rho_p5,
+            "rho_min": q.rho_min,
+            "rel_fro": q.rel_fro,
+        })
+    })
 }
 
 impl RegimeBytes {
@@ -106,7 +171,7 @@ impl RegimeBytes {
 
 /// The size report the writer's `finish` returns and `inspect` prints. See the module
 /// documentation for what each number counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SizeReport {
     /// Total file length.
     pub file_len: u64,
@@ -150,9 +215,29 @@ impl SizeReport {
             .fold(0u64, |a, t| a.saturating_add(t.bf16_bytes()))
     }
 
-    /// `bf16_bytes / file_len` for the whole file.
+    /// `bf16_bytes / file_len` for the whole file: the whole-file ratio.
     pub fn ratio(&self) -> Option<f64> {
         ratio(self.file_len, self.bf16_bytes())
+    }
+
+    /// The palette-encoded tensors (encoding PALETTE) summed: the encoded
+    /// ratio's numbers.
+    pub fn encoded(&self) -> EncodedBytes {
+        self.tensors
+            .iter()
+            .filter(|t| t.encoding == Encoding::Palette)
+            .fold(
+                EncodedBytes {
+                    tensors: 0,
+                    numel: 0,
+                    bytes: 0,
+                },
+                |a, t| EncodedBytes {
+                    tensors: a.tensors + 1,
+                    numel: a.numel.saturating_add(t.numel),
+                    bytes: a.bytes + t.bytes(),
+                },
+            )
     }
 
     /// Checks both accounting identities of the module documentation;
@@ -184,9 +269,11 @@ impl SizeReport {
     }
 
     /// The report as JSON: `file_len`, `header`, `table`, `padding`,
-    /// `unused_shared`, `bf16_bytes`, `ratio`, `by_kind[]`, `by_regime[]`,
-    /// `tensors[]` (each line with `bytes`, `bf16_bytes` and `ratio`).
+    /// `unused_shared`, `bf16_bytes`, `ratio`, `encoded{}`, `by_kind[]`,
+    /// `by_regime[]`, `tensors[]` (each line with `bytes`, `bf16_bytes` and
+    /// `ratio`).
     pub fn to_json(&self) -> Value {
+        let enc = self.encoded();
         json!({
             "file_len": self.file_len,
             "header": self.header_bytes,
@@ -196,6 +283,13 @@ impl SizeReport {
             "unknown_bytes": self.unknown_bytes,
             "bf16_bytes": self.bf16_bytes(),
             "ratio": self.ratio(),
+            "encoded": {
+                "tensors": enc.tensors,
+                "numel": enc.numel,
+                "bytes": enc.bytes,
+                "bf16_bytes": enc.bf16_bytes(),
+                "ratio": enc.ratio(),
+            },
             "by_kind": self.by_kind.iter().map(|k| json!({
                 "kind": k.kind.name(),
                 "sections": k.sections,
@@ -204,10 +298,12 @@ impl SizeReport {
             "by_regime": self.by_regime.iter().map(|r| json!({
                 "regime": r.regime.name(),
                 "tensors": r.tensors,
+                "encoded": r.encoded,
                 "numel": r.numel,
                 "bytes": r.bytes,
                 "bf16_bytes": r.bf16_bytes(),
                 "ratio": r.ratio(),
+                "worst": quality_json(&r.worst),
             })).collect::<Vec<_>>(),
             "tensors": self.tensors.iter().map(|t| json!({
                 "name": t.name,
@@ -220,6 +316,7 @@ impl SizeReport {
                 "bytes": t.bytes(),
                 "bf16_bytes": t.bf16_bytes(),
                 "ratio": t.ratio(),
+                "quality": quality_json(&t.quality),
             })).collect::<Vec<_>>(),
         })
     }
@@ -300,7 +397,7 @@ pub struct SectionBytes {
 }
 
 /// One tensor as the accounting sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TensorAccount {
     /// Name.
     pub name: String,
@@ -318,6 +415,8 @@ pub struct TensorAccount {
     pub palettes: Vec<u32>,
     /// Basis index it uses.
     pub basis: Option<u32>,
+    /// Recorded quality.
+    pub quality: Option<Quality>,
 }
 
 /// Everything [`SizeReport::compute`] needs: the table and the directory.
@@ -423,18 +522,24 @@ impl SizeReport {
                 numel: info.numel,
                 own_bytes: info.own_bytes,
                 shared_bytes: share,
+                quality: info.quality,
             };
+            let encoded = u64::from(info.encoding == Encoding::Palette);
             match by_regime.iter_mut().find(|r| r.regime == info.regime) {
                 Some(r) => {
                     r.tensors += 1;
+                    r.encoded += encoded;
                     r.numel = r.numel.saturating_add(info.numel);
                     r.bytes += tb.bytes();
+                    r.worst = worse(r.worst, info.quality);
                 }
                 None => by_regime.push(RegimeBytes {
                     regime: info.regime,
                     tensors: 1,
+                    encoded,
                     numel: info.numel,
                     bytes: tb.bytes(),
+                    worst: info.quality,
                 }),
             }
             tensors.push(tb);
@@ -488,6 +593,7 @@ impl SizeReport {
                     as u64,
                 palettes: t.stages().iter().map(|s| s.palette).collect(),
                 basis: t.slot.as_ref().map(|s| s.basis),
+                quality: t.quality,
             })
             .collect();
         SizeReport::compute(&Accounting {

@@ -85,7 +85,7 @@ pub fn report(h: &Hhtld<'_>) {
         Some(h.metadata().len()),
         "metadata keys are unique, so the JSON object keeps them all"
     );
-    let text = hhtld::inspect::render_text(&j);
+    let text = hhtld::inspect::render_text(&j, hhtld::inspect::Show::ALL);
     assert!(text.starts_with("hhtld "), "inspect text: {text:.80}");
 }
 

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use hhtld_format::validate::Quality;
 use hhtld_format::Regime;
 use hhtld_writer::import::{Classifier, SafetensorsModel};
 use hhtld_writer::pipeline::{encode_model, EncodeOptions, EncodeSummary, Profile, Progress};
@@ -73,67 +74,27 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
     Ok(Outcome::Ok)
 }
 
-/// Per-regime aggregate of the tensors' quality.
-struct RegimeLine {
-    tensors: usize,
-    numel: u64,
-    bytes: u64,
-    worst_median: f32,
-    worst_p5: f32,
-    worst_min: f32,
+/// Gate results of one regime (encode-only: a file does not record gates).
+struct Gates {
     passed: usize,
     gated: usize,
 }
 
-fn regime_lines(s: &EncodeSummary) -> Vec<(Regime, RegimeLine)> {
-    Regime::ALL
-        .iter()
-        .filter_map(|&regime| {
-            let sizes: Vec<_> = s
-                .size
-                .tensors
-                .iter()
-                .filter(|t| t.regime == regime)
-                .collect();
-            if sizes.is_empty() {
-                return None;
-            }
-            let outs: Vec<_> = s.tensors.iter().filter(|t| t.regime == regime).collect();
-            let q = outs.iter().filter_map(|t| t.quality);
-            Some((
-                regime,
-                RegimeLine {
-                    tensors: sizes.len(),
-                    numel: sizes.iter().map(|t| t.numel).sum(),
-                    bytes: sizes.iter().map(|t| t.bytes()).sum(),
-                    worst_median: q
-                        .clone()
-                        .map(|q| q.rho_median)
-                        .fold(f32::INFINITY, f32::min),
-                    worst_p5: q.clone().map(|q| q.rho_p5).fold(f32::INFINITY, f32::min),
-                    worst_min: q.map(|q| q.rho_min).fold(f32::INFINITY, f32::min),
-                    passed: outs.iter().filter(|t| t.passed == Some(true)).count(),
-                    gated: outs.iter().filter(|t| t.passed.is_some()).count(),
-                },
-            ))
-        })
-        .collect()
-}
-
-fn ratio(bf16: u64, bytes: u64) -> f64 {
-    if bytes == 0 {
-        0.0
-    } else {
-        bf16 as f64 / bytes as f64
+fn gates(s: &EncodeSummary, regime: Regime) -> Gates {
+    let outs = s.tensors.iter().filter(|t| t.regime == regime);
+    Gates {
+        passed: outs.clone().filter(|t| t.passed == Some(true)).count(),
+        gated: outs.filter(|t| t.passed.is_some()).count(),
     }
 }
 
-fn encoded_totals(s: &EncodeSummary) -> (u64, u64) {
-    s.size
-        .tensors
-        .iter()
-        .filter(|t| t.regime != Regime::Passthrough)
-        .fold((0, 0), |(n, b), t| (n + 2 * t.numel, b + t.bytes()))
+fn ratio(r: Option<f64>) -> f64 {
+    r.unwrap_or(0.0)
+}
+
+/// A figure of the worst recorded quality, `-` without one.
+fn worst(q: Option<Quality>, f: fn(&Quality) -> f32) -> String {
+    q.map_or("-".into(), |q| format!("{:.4}", f(&q)))
 }
 
 fn print_summary(s: &EncodeSummary, a: &Args, secs: f64) {
@@ -155,41 +116,38 @@ fn print_summary(s: &EncodeSummary, a: &Args, secs: f64) {
         "worst min",
         "gates"
     );
-    for (regime, l) in regime_lines(s) {
-        let q = |v: f32| {
-            if v.is_finite() {
-                format!("{v:.4}")
-            } else {
-                "-".into()
-            }
-        };
-        let gates = if l.gated == 0 {
+    for l in &s.size.by_regime {
+        let g = gates(s, l.regime);
+        let gates = if g.gated == 0 {
             "-".to_string()
         } else {
-            format!("{}/{}", l.passed, l.gated)
+            format!("{}/{}", g.passed, g.gated)
         };
         crate::outln!(
             "{:<12} {:>7} {:>11} {:>11} {:>7.2}:1 {:>10} {:>10} {:>10} {:>7}",
-            regime.name(),
+            l.regime.name(),
             l.tensors,
             l.numel,
             l.bytes,
-            ratio(2 * l.numel, l.bytes),
-            q(l.worst_median),
-            q(l.worst_p5),
-            q(l.worst_min),
+            ratio(l.ratio()),
+            worst(l.worst, |q| q.rho_median),
+            worst(l.worst, |q| q.rho_p5),
+            worst(l.worst, |q| q.rho_min),
             gates
         );
     }
-    let (enc_bf16, enc_bytes) = encoded_totals(s);
+    let enc = s.size.encoded();
     crate::outln!(
-        "encoded tensors: {enc_bytes} bytes, {:.2}:1 against BF16 (shared palettes, FisherZ, scales included)",
-        ratio(enc_bf16, enc_bytes)
+        "encoded tensors: {} of {}, {} bytes, {:.2}:1 against BF16 (shared palettes, FisherZ, scales included)",
+        enc.tensors,
+        s.size.tensors.len(),
+        enc.bytes,
+        ratio(enc.ratio())
     );
     crate::outln!(
         "whole file: {} bytes, {:.2}:1 against a BF16 copy of every tensor ({} bytes)",
         s.size.file_len,
-        ratio(s.size.bf16_bytes(), s.size.file_len),
+        ratio(s.size.ratio()),
         s.size.bf16_bytes()
     );
     for t in s.tensors.iter().filter(|t| !t.fallbacks.is_empty()) {
@@ -213,23 +171,23 @@ fn print_summary(s: &EncodeSummary, a: &Args, secs: f64) {
 }
 
 fn summary_json(s: &EncodeSummary, secs: f64) -> Value {
-    let (enc_bf16, enc_bytes) = encoded_totals(s);
     json!({
         "profile": s.profile.name(),
         "seconds": secs,
-        "encoded_ratio": ratio(enc_bf16, enc_bytes),
-        "file_ratio": ratio(s.size.bf16_bytes(), s.size.file_len),
+        "encoded_ratio": s.size.encoded().ratio(),
+        "file_ratio": s.size.ratio(),
         "gate_failures": s.gate_failures().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        "regimes": regime_lines(s).into_iter().map(|(r, l)| json!({
-            "regime": r.name(),
+        "regimes": s.size.by_regime.iter().map(|l| json!({
+            "regime": l.regime.name(),
             "tensors": l.tensors,
+            "encoded": l.encoded,
             "numel": l.numel,
             "bytes": l.bytes,
-            "ratio": ratio(2 * l.numel, l.bytes),
-            "worst_rho_median": l.worst_median.is_finite().then_some(l.worst_median),
-            "worst_rho_p5": l.worst_p5.is_finite().then_some(l.worst_p5),
-            "gates_passed": l.passed,
-            "gated": l.gated,
+            "ratio": l.ratio(),
+            "worst_rho_median": l.worst.map(|q| q.rho_median),
+            "worst_rho_p5": l.worst.map(|q| q.rho_p5),
+            "gates_passed": gates(s, l.regime).passed,
+            "gated": gates(s, l.regime).gated,
         })).collect::<Vec<_>>(),
         "tensors": s.tensors.iter().map(|t| json!({
             "name": t.name,

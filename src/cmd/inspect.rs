@@ -2,19 +2,19 @@
 
 use std::path::Path;
 
-use hhtld::inspect::{inspect_json, render_text};
+use hhtld::inspect::{inspect_json, render_text, Show};
 use hhtld_reader::HhtldFile;
 use serde_json::json;
 
 use crate::{Failure, Outcome};
 
-pub fn run(path: &Path, verify: bool, as_json: bool) -> Result<Outcome, Failure> {
+pub fn run(path: &Path, verify: bool, as_json: bool, show: Show) -> Result<Outcome, Failure> {
     let file = HhtldFile::open(path)?;
     let report = inspect_json(&file.view(), verify);
     if as_json {
         crate::outln!("{report:#}");
     } else {
-        crate::push_out(render_text(&report));
+        crate::push_out(render_text(&report, show));
     }
     let crc_failures: Vec<String> = report["sections"]
         .as_array()

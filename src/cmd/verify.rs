@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
+use hhtld_format::quality::{row_quality, Gate, Matrix, QualityStats};
 use hhtld_format::Encoding;
 use hhtld_reader::{HhtldFile, TensorView};
-use hhtld_writer::codec::{row_quality, Matrix, QualityStats};
 use hhtld_writer::import::SafetensorsModel;
-use hhtld_writer::pipeline::gate_for;
 use serde_json::{json, Value};
 
 use crate::{Failure, Outcome};
@@ -132,7 +131,7 @@ fn check_tensor(model: &SafetensorsModel, t: &TensorView<'_>) -> Result<Value, F
         n_cols: t.n_cols(),
     };
     let q = row_quality(&m, &decoded)?;
-    Ok(match gate_for(t.regime()) {
+    Ok(match Gate::for_regime(t.regime()) {
         Some(g) if g.passes(&q) => with(
             base,
             true,

@@ -311,6 +311,7 @@ impl<W: Write + Seek> Writer<W> {
             own_bytes: expected,
             palettes: Vec::new(),
             basis: None,
+            quality: None,
         });
         Ok(())
     }
@@ -534,6 +535,7 @@ impl<W: Write + Seek> Writer<W> {
             own_bytes: own,
             palettes,
             basis: t.slot_l.map(|s| s.basis.index),
+            quality: t.quality,
         });
         Ok(())
     }

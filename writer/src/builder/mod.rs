@@ -242,6 +242,7 @@ struct TensorInfo {
     own_bytes: u64,
     palettes: Vec<u32>,
     basis: Option<u32>,
+    quality: Option<Quality>,
 }
 
 /// A file under construction; see the module documentation.
@@ -762,6 +763,7 @@ impl<W: Write + Seek> Writer<W> {
                     own_bytes: info.own_bytes,
                     palettes: info.palettes.clone(),
                     basis: info.basis,
+                    quality: info.quality,
                 }
             })
             .collect();

@@ -133,3 +133,22 @@ pub enum CodecError {
         source: KernelError,
     },
 }
+
+impl From<hhtld_format::quality::QualityError> for CodecError {
+    fn from(e: hhtld_format::quality::QualityError) -> Self {
+        use hhtld_format::quality::QualityError as Q;
+        match e {
+            Q::DataLen {
+                n_rows,
+                n_cols,
+                got,
+            } => CodecError::DataLen {
+                tensor: 0,
+                n_rows,
+                n_cols,
+                got,
+            },
+            Q::BufferLen { expected, got } => CodecError::BufferLen { expected, got },
+        }
+    }
+}

@@ -62,7 +62,7 @@
 mod encode;
 mod error;
 mod kmeans;
-mod quality;
+pub mod profile;
 mod slot;
 
 use hhtld_format::decode::n_sub;
@@ -72,8 +72,11 @@ pub use hhtld_format::ElemType;
 
 pub use encode::{encode_group, reconstruct, GroupDecoder};
 pub use error::CodecError;
+pub use hhtld_format::quality::{
+    row_quality, row_quality_by, row_rho, Gate, Matrix, QualityError, QualityStats,
+};
 pub use kmeans::KmeansParams;
-pub use quality::{row_quality, row_quality_by, row_rho, Gate, QualityStats};
+pub use profile::{describe_spec, fallback_chain, fit_width, Codec, Profile};
 
 /// Element type of per-row scales written by [`encode_group`].
 pub const SCALE_ELEM: ElemType = ElemType::F16;
@@ -257,36 +260,6 @@ impl Default for CodecSpec {
     /// [`CodecSpec::fidelity`].
     fn default() -> Self {
         Self::fidelity()
-    }
-}
-
-/// A row-major f32 matrix borrowed from the caller.
-#[derive(Debug, Clone, Copy)]
-pub struct Matrix<'a> {
-    /// `n_rows * n_cols` values, row-major.
-    pub data: &'a [f32],
-    /// Rows.
-    pub n_rows: usize,
-    /// Columns.
-    pub n_cols: usize,
-}
-
-impl<'a> Matrix<'a> {
-    /// A matrix view; errors when `data` is not `n_rows * n_cols` long.
-    pub fn new(data: &'a [f32], n_rows: usize, n_cols: usize) -> Result<Self, CodecError> {
-        if n_rows.checked_mul(n_cols) != Some(data.len()) {
-            return Err(CodecError::DataLen {
-                tensor: 0,
-                n_rows,
-                n_cols,
-                got: data.len(),
-            });
-        }
-        Ok(Matrix {
-            data,
-            n_rows,
-            n_cols,
-        })
     }
 }
 

@@ -1,9 +1,69 @@
-//! Per-row reconstruction quality and the gates of the two regimes.
+//! Per-row reconstruction quality and the gates of the two regimes: pure
+//! math (no I/O), here rather than in the writer so that the encoder, which
+//! measures what it writes, and `hhtld verify --against`, which measures a
+//! finished file against the original weights, use one definition.
+//!
+//! ```
+//! use hhtld_format::quality::{row_quality, Gate, Matrix};
+//! let original = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let decoded = [1.0f32, 2.1, 2.9, 4.0, 5.0, 6.1];
+//! let q = row_quality(&Matrix::new(&original, 2, 3)?, &decoded)?;
+//! assert!(q.rho_min > 0.99 && Gate::INDEX.passes(&q));
+//! # Ok::<(), hhtld_format::quality::QualityError>(())
+//! ```
 
 use rayon::prelude::*;
+use thiserror::Error;
 
-use super::error::CodecError;
-use super::Matrix;
+use crate::validate::Quality;
+use crate::Regime;
+
+/// A row-major f32 matrix borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    /// `n_rows * n_cols` values, row-major.
+    pub data: &'a [f32],
+    /// Rows.
+    pub n_rows: usize,
+    /// Columns.
+    pub n_cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// A matrix view; errors when `data` is not `n_rows * n_cols` long.
+    pub fn new(data: &'a [f32], n_rows: usize, n_cols: usize) -> Result<Self, QualityError> {
+        let m = Matrix {
+            data,
+            n_rows,
+            n_cols,
+        };
+        checked_len(&m)?;
+        Ok(m)
+    }
+}
+
+/// Why a quality could not be measured.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum QualityError {
+    /// `data.len()` is not `n_rows * n_cols` (or that product overflows).
+    #[error("{got} values, expected {n_rows} x {n_cols}")]
+    DataLen {
+        /// Declared rows.
+        n_rows: usize,
+        /// Declared columns.
+        n_cols: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A decoded buffer of the wrong length.
+    #[error("buffer of {got} values, expected {expected}")]
+    BufferLen {
+        /// Expected length.
+        expected: usize,
+        /// Given length.
+        got: usize,
+    },
+}
 
 /// Quality of a decoded tensor against its original, over every row.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,12 +111,11 @@ pub fn row_rho(x: &[f32], y: &[f32]) -> f32 {
 }
 
 /// `n_rows * n_cols`, checked against the data the matrix holds.
-fn checked_len(m: &Matrix<'_>) -> Result<usize, CodecError> {
+fn checked_len(m: &Matrix<'_>) -> Result<usize, QualityError> {
     m.n_rows
         .checked_mul(m.n_cols)
         .filter(|&e| e == m.data.len())
-        .ok_or(CodecError::DataLen {
-            tensor: 0,
+        .ok_or(QualityError::DataLen {
             n_rows: m.n_rows,
             n_cols: m.n_cols,
             got: m.data.len(),
@@ -67,10 +126,10 @@ fn checked_len(m: &Matrix<'_>) -> Result<usize, CodecError> {
 ///
 /// A tensor with no rows gives rho 1.0 everywhere and `rel_fro` 0: there is
 /// nothing to get wrong.
-pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStats, CodecError> {
+pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStats, QualityError> {
     let expected = checked_len(original)?;
     if decoded.len() != expected {
-        return Err(CodecError::BufferLen {
+        return Err(QualityError::BufferLen {
             expected,
             got: decoded.len(),
         });
@@ -84,10 +143,12 @@ pub fn row_quality(original: &Matrix<'_>, decoded: &[f32]) -> Result<QualityStat
 
 /// Like [`row_quality`], with each decoded row produced on demand by
 /// `decode(row, out)` into a per-thread buffer, so measuring a tensor never
-/// holds a decoded copy of all of it.
-pub fn row_quality_by<F>(original: &Matrix<'_>, decode: F) -> Result<QualityStats, CodecError>
+/// holds a decoded copy of all of it. Rows are measured in parallel; the
+/// figures do not depend on the thread count.
+pub fn row_quality_by<F, E>(original: &Matrix<'_>, decode: F) -> Result<QualityStats, E>
 where
-    F: Fn(usize, &mut [f32]) -> Result<(), CodecError> + Sync,
+    F: Fn(usize, &mut [f32]) -> Result<(), E> + Sync,
+    E: From<QualityError> + Send,
 {
     checked_len(original)?;
     if original.n_rows == 0 || original.n_cols == 0 {
@@ -117,7 +178,7 @@ where
                 Ok((row_rho(x, y), err, tot))
             },
         )
-        .collect::<Result<_, CodecError>>()?;
+        .collect::<Result<_, E>>()?;
     let rhos: Vec<f32> = per_row.iter().map(|r| r.0).collect();
     let err: f64 = per_row.iter().map(|r| r.1).sum();
     let tot: f64 = per_row.iter().map(|r| r.2).sum();
@@ -143,10 +204,10 @@ where
     })
 }
 
-impl From<&QualityStats> for hhtld_format::validate::Quality {
+impl From<&QualityStats> for Quality {
     /// The four figures a file records for an encoded tensor.
     fn from(q: &QualityStats) -> Self {
-        hhtld_format::validate::Quality {
+        Quality {
             rho_median: q.rho_median,
             rho_p5: q.rho_p5,
             rho_min: q.rho_min,
@@ -180,6 +241,15 @@ impl Gate {
     /// Whether `stats` meets both thresholds.
     pub fn passes(&self, stats: &QualityStats) -> bool {
         stats.rho_median >= self.median && stats.rho_p5 >= self.p5
+    }
+
+    /// The gate a regime must meet; `None` for passthrough.
+    pub fn for_regime(regime: Regime) -> Option<Gate> {
+        match regime {
+            Regime::Index => Some(Gate::INDEX),
+            Regime::Argmax => Some(Gate::ARGMAX),
+            Regime::Passthrough => None,
+        }
     }
 }
 
@@ -245,11 +315,11 @@ mod tests {
         assert!(q.rhos.is_empty());
         assert!(matches!(
             row_quality(&m(&[1.0, 2.0], 1, 2), &[1.0]),
-            Err(CodecError::BufferLen { .. })
+            Err(QualityError::BufferLen { .. })
         ));
         assert!(matches!(
             row_quality(&m(&[1.0, 2.0], 2, 2), &[1.0, 2.0]),
-            Err(CodecError::DataLen { .. })
+            Err(QualityError::DataLen { .. })
         ));
         let zero = row_quality(&m(&[0.0, 0.0], 1, 2), &[0.0, 1.0]).unwrap();
         assert_eq!((zero.rho_median, zero.rel_fro), (0.0, 0.0));
