@@ -2,3 +2,4 @@
 //! (tests, fuzzers) must render exactly as the command does.
 
 pub mod inspect;
+pub mod verify;

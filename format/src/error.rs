@@ -667,6 +667,81 @@ impl FormatError {
         }
     }
 
+    /// The record or region the error is about, as text: `header`,
+    /// `section table`, `section 3`, `directory header`, `palette 0`,
+    /// `basis 1`, `fisher 0`, `tensor 2 ("w")`, `metadata entry 4` or
+    /// `padding after section 5`. Bindings expose it beside [`Self::rule`].
+    pub fn place(&self) -> String {
+        use FormatError as E;
+        match self {
+            E::Truncated { .. }
+            | E::BadMagic { .. }
+            | E::UnsupportedMajor { .. }
+            | E::HeaderCrc { .. }
+            | E::FileLen { .. } => Place::Header.to_string(),
+            E::TableOffset { .. } | E::SectionCount { .. } => "section table".to_string(),
+            E::ReservedNotZero { place, .. }
+            | E::LimitExceeded { place, .. }
+            | E::BadEnum { place, .. }
+            | E::BadIndex { place, .. } => place.to_string(),
+            E::BadSectionKind { section, .. }
+            | E::SectionFlags { section, .. }
+            | E::UnknownRequired { section, .. }
+            | E::SectionOffset { section, .. }
+            | E::DirSize { section, .. } => format!("section {section}"),
+            E::SectionRef { section, problem } => match problem {
+                RefProblem::OutOfRange { by, .. }
+                | RefProblem::WrongKind { by, .. }
+                | RefProblem::Shared { by, .. } => by.to_string(),
+                RefProblem::Unreferenced { .. } => format!("section {section}"),
+            },
+            E::PaddingNotZero { after, .. } => format!("padding after section {after}"),
+            E::PaletteFields { palette, .. } | E::PaletteLen { palette, .. } => {
+                Place::Palette(*palette).to_string()
+            }
+            E::BasisFields { basis, .. } | E::BasisLen { basis, .. } => {
+                Place::Basis(*basis).to_string()
+            }
+            E::FisherGamma { fisher, .. }
+            | E::FisherLen { fisher, .. }
+            | E::FisherDup { fisher, .. } => Place::Fisher(*fisher).to_string(),
+            E::NameBounds { tensor, .. } | E::NameUtf8 { tensor, .. } | E::NameDup { tensor, .. } => {
+                TensorId { index: *tensor, name: None }.to_string()
+            }
+            E::BadShape { tensor, .. }
+            | E::TensorFields { tensor, .. }
+            | E::RawLen { tensor, .. }
+            | E::PaletteFit { tensor, .. }
+            | E::EntryLen { tensor, .. }
+            | E::ScaleLen { tensor, .. }
+            | E::BasisFit { tensor, .. }
+            | E::SlotLLen { tensor, .. }
+            | E::BadQuality { tensor, .. } => tensor.to_string(),
+            E::BadMetadata { entry, .. } => format!("metadata entry {entry}"),
+        }
+    }
+
+    /// The file offset the error points at, when it names one: the field
+    /// of the header (spec section 2) or the offset the error reports.
+    pub fn offset(&self) -> Option<u64> {
+        use FormatError as E;
+        match self {
+            E::BadMagic { .. } => Some(0),
+            E::UnsupportedMajor { .. } => Some(8),
+            E::FileLen { .. } => Some(16),
+            E::TableOffset { .. } => Some(24),
+            E::HeaderCrc { .. } => Some(60),
+            E::ReservedNotZero { offset, .. }
+            | E::LimitExceeded { offset, .. }
+            | E::BadSectionKind { offset, .. }
+            | E::SectionOffset { offset, .. }
+            | E::PaddingNotZero { offset, .. }
+            | E::NameUtf8 { offset, .. }
+            | E::BadMetadata { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
     /// The variant name, e.g. `"BadMagic"`.
     pub fn kind(&self) -> &'static str {
         let rule = self.rule();

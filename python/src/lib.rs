@@ -1,0 +1,536 @@
+//! `hhtld._hhtld`: the Rust half of the `hhtld` Python package.
+//!
+//! The Python package (`python/hhtld/`) gives the safetensors-style API;
+//! this module opens and validates files through `hhtld-reader`, decodes
+//! tensors and rows straight into numpy arrays, and turns reader errors into
+//! Python exceptions. Framework (numpy/torch) and dtype-name handling live
+//! in Python.
+//!
+//! Arrays are allocated by `numpy.empty` (so an impossible size is a clean
+//! `MemoryError`, not an abort), then filled in place with the GIL released.
+
+mod error;
+
+use std::sync::{Arc, RwLock};
+
+use half::{bf16, f16};
+use hhtld_format::{Dtype, Encoding};
+use hhtld_reader::{HhtldFile, ReaderError, TensorView};
+use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use zerocopy::IntoBytes;
+
+pub use error::HhtldError;
+
+/// The element type a tensor is returned in. Types numpy lacks are stored in
+/// an integer array of the same width (BF16 in int16, F8_* and BOOL in
+/// uint8) that the Python layer views as the real type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    F32,
+    F16,
+    Bf16,
+    F64,
+    /// A RAW tensor's stored bytes, unconverted.
+    Stored(Dtype),
+}
+
+impl Out {
+    /// The safetensors name of the logical dtype.
+    fn name(self) -> &'static str {
+        match self {
+            Out::F32 => "F32",
+            Out::F16 => "F16",
+            Out::Bf16 => "BF16",
+            Out::F64 => "F64",
+            Out::Stored(d) => d.name(),
+        }
+    }
+}
+
+/// The logical dtype `get_tensor` returns for `t` given the requested one
+/// (`None`: the original dtype, as `hhtld decode` writes it).
+fn out_for(t: &TensorView<'_>, requested: Option<&str>) -> PyResult<Out> {
+    let float = |d: Dtype| match d {
+        Dtype::F32 => Some(Out::F32),
+        Dtype::F16 => Some(Out::F16),
+        Dtype::Bf16 => Some(Out::Bf16),
+        Dtype::F64 => Some(Out::F64),
+        _ => None,
+    };
+    match requested {
+        None => Ok(match t.encoding() {
+            Encoding::Raw => Out::Stored(t.dtype()),
+            // Validation allows only F16, BF16, F32 and F64 here.
+            Encoding::Palette => float(t.dtype()).unwrap_or(Out::F32),
+        }),
+        Some(r) => {
+            let out = match r {
+                "F32" => Out::F32,
+                "F16" => Out::F16,
+                "BF16" => Out::Bf16,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "dtype {other:?} is not one hhtld decodes to (F32, F16, BF16)"
+                    )))
+                }
+            };
+            if float(t.dtype()).is_none() {
+                return Err(PyTypeError::new_err(format!(
+                    "{}: dtype {} is not a float type; read it with dtype=None",
+                    t.name(),
+                    t.dtype()
+                )));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// `numpy.empty`, looked up once.
+static NP_EMPTY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A new uninitialised C-contiguous array of `shape`.
+fn empty<'py, T: Element>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+    let f = NP_EMPTY.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("numpy")?.getattr("empty")?.unbind())
+    })?;
+    let arr = f
+        .bind(py)
+        .call1((PyTuple::new(py, shape)?, numpy::dtype::<T>(py)))?;
+    Ok(arr.cast_into::<PyArrayDyn<T>>()?)
+}
+
+/// Which rows of a tensor to read.
+#[derive(Clone, Debug)]
+enum Rows {
+    /// `start, start + step, ...`, `count` rows (step may be negative).
+    Range { start: usize, step: isize, count: usize },
+    /// Any rows, in this order (an embedding lookup).
+    List(Vec<usize>),
+    /// The whole tensor.
+    All,
+}
+
+impl Rows {
+    fn count(&self, n_rows: usize) -> usize {
+        match self {
+            Rows::Range { count, .. } => *count,
+            Rows::List(v) => v.len(),
+            Rows::All => n_rows,
+        }
+    }
+    fn row(&self, i: usize) -> usize {
+        match self {
+            Rows::Range { start, step, .. } => start.wrapping_add_signed(step.wrapping_mul(i as isize)),
+            Rows::List(v) => v[i],
+            Rows::All => i,
+        }
+    }
+}
+
+/// An element type rows are decoded into.
+trait Target: Copy + Send + Sync + Sized {
+    /// Rounds `src` into `dst` (same length).
+    fn from_f32(src: &[f32], dst: &mut [Self]);
+    /// Decodes the whole of `t` into `out`.
+    fn whole(t: &TensorView<'_>, out: &mut [Self]) -> Result<(), ReaderError> {
+        Self::from_f32(&t.decode()?, out);
+        Ok(())
+    }
+}
+
+impl Target for f32 {
+    fn from_f32(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn whole(t: &TensorView<'_>, out: &mut [f32]) -> Result<(), ReaderError> {
+        t.decode_into(out)
+    }
+}
+
+impl Target for f64 {
+    fn from_f32(src: &[f32], dst: &mut [f64]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f64::from(*s);
+        }
+    }
+}
+
+impl Target for f16 {
+    fn from_f32(src: &[f32], dst: &mut [f16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f16::from_f32(*s);
+        }
+    }
+}
+
+/// bf16 as its bits, the storage numpy has for it.
+impl Target for u16 {
+    fn from_f32(src: &[f32], dst: &mut [u16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = bf16::from_f32(*s).to_bits();
+        }
+    }
+}
+
+/// Fills `out` with rows `rows` of `t` decoded to `T` (f32 arithmetic,
+/// one rounding to `T`).
+fn decode_rows<T: Target>(t: &TensorView<'_>, rows: &Rows, out: &mut [T]) -> Result<(), ReaderError> {
+    if matches!(rows, Rows::All) {
+        return T::whole(t, out);
+    }
+    let n_cols = t.n_cols();
+    let dec = t.row_decoder()?;
+    let mut scratch = vec![0f32; n_cols];
+    for (i, o) in out.chunks_mut(n_cols.max(1)).enumerate() {
+        dec.decode_row_into(rows.row(i), &mut scratch)?;
+        T::from_f32(&scratch, o);
+    }
+    Ok(())
+}
+
+/// One open file: the mapping stays until every array read from it is made
+/// and the handle is closed.
+struct Open {
+    file: HhtldFile,
+    path: String,
+}
+
+/// The low-level reader behind `hhtld.safe_open` (use that instead).
+#[pyclass(module = "hhtld._hhtld", frozen)]
+struct Reader {
+    state: RwLock<Option<Arc<Open>>>,
+}
+
+impl Reader {
+    fn open(&self) -> PyResult<Arc<Open>> {
+        let g = self
+            .state
+            .read()
+            .map_err(|_| PyValueError::new_err("hhtld file handle is poisoned"))?;
+        g.clone()
+            .ok_or_else(|| PyValueError::new_err("the hhtld file is closed (used after its `with` block)"))
+    }
+}
+
+fn tensor<'a>(py: Python<'_>, o: &'a Open, name: &str) -> PyResult<TensorView<'a>> {
+    o.file.view().tensor_by_name(name).map_err(|e| error::to_py(py, e))
+}
+
+fn shape_of(t: &TensorView<'_>) -> PyResult<Vec<usize>> {
+    t.shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| PyValueError::new_err(format!("{}: shape does not fit this machine", t.name())))
+}
+
+/// Reads `rows` of `t` into a new array of `shape` as `out`.
+fn read<'py>(
+    py: Python<'py>,
+    o: &Arc<Open>,
+    name: &str,
+    out: Out,
+    rows: Rows,
+    shape: Vec<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = tensor(py, o, name)?;
+    let n_cols = t.n_cols();
+    let n = rows.count(t.n_rows()).checked_mul(n_cols).ok_or_else(|| {
+        PyValueError::new_err(format!("{name}: too many elements"))
+    })?;
+    macro_rules! fill {
+        ($ty:ty) => {{
+            let arr = empty::<$ty>(py, &shape)?;
+            {
+                let mut rw = arr.try_readwrite()?;
+                let dst = rw.as_slice_mut()?;
+                debug_assert_eq!(dst.len(), n);
+                py.detach(|| decode_rows(&t, &rows, dst))
+                    .map_err(|e| error::to_py(py, e))?;
+            }
+            arr.into_any()
+        }};
+    }
+    Ok(match out {
+        Out::F32 => fill!(f32),
+        Out::F64 => fill!(f64),
+        Out::F16 => fill!(f16),
+        Out::Bf16 => fill!(u16),
+        Out::Stored(d) => {
+            let raw = t.raw_bytes().ok_or_else(|| {
+                PyTypeError::new_err(format!("{name}: a PALETTE tensor has no stored bytes"))
+            })?;
+            let row_bytes = n_cols * d.size();
+            macro_rules! copy {
+                ($ty:ty) => {{
+                    let arr = empty::<$ty>(py, &shape)?;
+                    {
+                        let mut rw = arr.try_readwrite()?;
+                        let dst = rw.as_slice_mut()?.as_mut_bytes();
+                        py.detach(|| copy_rows(raw, row_bytes, &rows, dst));
+                    }
+                    arr.into_any()
+                }};
+            }
+            match d.size() {
+                1 => copy!(u8),
+                2 => copy!(u16),
+                4 => copy!(u32),
+                _ => copy!(u64),
+            }
+        }
+    })
+}
+
+/// Copies rows of a RAW tensor's bytes (`row_bytes` each) into `dst`.
+fn copy_rows(raw: &[u8], row_bytes: usize, rows: &Rows, dst: &mut [u8]) {
+    if matches!(rows, Rows::All) {
+        dst.copy_from_slice(raw);
+        return;
+    }
+    for (i, d) in dst.chunks_mut(row_bytes.max(1)).enumerate() {
+        let r = rows.row(i);
+        // Rows were checked against n_rows before the array was made.
+        if let Some(s) = raw.get(r * row_bytes..(r + 1) * row_bytes) {
+            d.copy_from_slice(s);
+        }
+    }
+}
+
+/// Parses a row selection (`start, stop, step` from `slice.indices`, or a
+/// 1-D int64 array) and checks it against `n_rows`.
+fn parse_rows(
+    name: &str,
+    n_rows: usize,
+    range: Option<(isize, isize, isize)>,
+    list: Option<PyReadonlyArray1<'_, i64>>,
+) -> PyResult<Rows> {
+    let oob = |r: i64| {
+        PyIndexError::new_err(format!(
+            "{name}: row {r} is out of range for {n_rows} rows"
+        ))
+    };
+    if let Some(list) = list {
+        let v = list.as_slice()?;
+        let mut rows = Vec::with_capacity(v.len());
+        for &r in v {
+            let i = if r < 0 { r + n_rows as i64 } else { r };
+            if i < 0 || i as u64 >= n_rows as u64 {
+                return Err(oob(r));
+            }
+            rows.push(i as usize);
+        }
+        return Ok(Rows::List(rows));
+    }
+    let Some((start, stop, step)) = range else {
+        return Ok(Rows::All);
+    };
+    if step == 0 {
+        return Err(PyValueError::new_err("slice step cannot be zero"));
+    }
+    // Same count as len(range(start, stop, step)).
+    let count = if step > 0 && stop > start {
+        ((stop - start - 1) / step + 1) as usize
+    } else if step < 0 && stop < start {
+        ((start - stop - 1) / (-step) + 1) as usize
+    } else {
+        0
+    };
+    if count > 0 {
+        let last = start + (count as isize - 1) * step;
+        for r in [start, last] {
+            if r < 0 || r as usize >= n_rows {
+                return Err(oob(r as i64));
+            }
+        }
+    }
+    Ok(Rows::Range {
+        start: start.max(0) as usize,
+        step,
+        count,
+    })
+}
+
+fn quality_dict<'py>(py: Python<'py>, t: &TensorView<'_>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(q) = t.quality() else {
+        return Ok(None);
+    };
+    let d = PyDict::new(py);
+    d.set_item("rho_median", q.rho_median)?;
+    d.set_item("rho_p5", q.rho_p5)?;
+    d.set_item("rho_min", q.rho_min)?;
+    d.set_item("rel_fro", q.rel_fro)?;
+    Ok(Some(d))
+}
+
+#[pymethods]
+impl Reader {
+    /// Opens and validates `path` (memory-mapped); with `verify`, also
+    /// checks every section CRC.
+    #[new]
+    #[pyo3(signature = (path, verify = false))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyResult<Self> {
+        let file = py
+            .detach(|| {
+                let f = HhtldFile::open(&path)?;
+                if verify {
+                    f.view().verify()?;
+                }
+                Ok(f)
+            })
+            .map_err(|e| error::to_py(py, e))?;
+        Ok(Reader {
+            state: RwLock::new(Some(Arc::new(Open {
+                file,
+                path: path.display().to_string(),
+            }))),
+        })
+    }
+
+    /// Releases the mapping; every later call raises ValueError.
+    fn close(&self) {
+        if let Ok(mut g) = self.state.write() {
+            *g = None;
+        }
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.state.read().map_or(true, |g| g.is_none())
+    }
+
+    /// The path the file was opened from.
+    #[getter]
+    fn path(&self) -> PyResult<String> {
+        Ok(self.open()?.path.clone())
+    }
+
+    /// Tensor names, sorted.
+    fn keys(&self) -> PyResult<Vec<String>> {
+        let o = self.open()?;
+        let mut v: Vec<String> = o.file.view().tensors().map(|t| t.name().to_owned()).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Metadata as a dict of str.
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.open()?;
+        let d = PyDict::new(py);
+        for (k, v) in o.file.view().metadata() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// `(dtype, shape)` of a tensor, dtype as safetensors names it.
+    fn dtype_shape(&self, py: Python<'_>, name: &str) -> PyResult<(&'static str, Vec<usize>)> {
+        let o = self.open()?;
+        let t = tensor(py, &o, name)?;
+        Ok((t.dtype().name(), shape_of(&t)?))
+    }
+
+    /// Everything the directory says about one tensor.
+    fn tensor_info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.open()?;
+        let t = tensor(py, &o, name)?;
+        let rec = t.record();
+        let d = PyDict::new(py);
+        d.set_item("name", t.name())?;
+        d.set_item("dtype", t.dtype().name())?;
+        d.set_item("shape", PyTuple::new(py, shape_of(&t)?)?)?;
+        d.set_item("encoding", t.encoding().name())?;
+        d.set_item("regime", t.regime().name())?;
+        d.set_item("role", t.role().name())?;
+        let stages = PyList::empty(py);
+        for s in t.stages() {
+            let sd = PyDict::new(py);
+            sd.set_item("palette", s.palette)?;
+            sd.set_item("d", s.d)?;
+            sd.set_item("bits", s.bits)?;
+            stages.append(sd)?;
+        }
+        d.set_item("stages", stages)?;
+        d.set_item("scale", rec.scale.as_ref().map(|s| s.elem.name()))?;
+        d.set_item("slot_l", rec.slot.as_ref().map(|s| s.basis))?;
+        d.set_item("quality", quality_dict(py, &t)?)?;
+        Ok(d)
+    }
+
+    /// Decodes a whole tensor (or the rows selected by `range`, a
+    /// `(start, stop, step)` of `slice.indices`, or `rows`, an int64 array)
+    /// into a new numpy array. Returns `(array, dtype)`; dtype is the
+    /// safetensors name of what the array holds (BF16, F8_* and BOOL come in
+    /// an unsigned integer array of their width, to be viewed as the type).
+    #[pyo3(signature = (name, dtype = None, range = None, rows = None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        dtype: Option<&str>,
+        range: Option<(isize, isize, isize)>,
+        rows: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
+        let o = self.open()?;
+        let t = tensor(py, &o, name)?;
+        let out = out_for(&t, dtype)?;
+        let full = shape_of(&t)?;
+        let sel = if range.is_some() || rows.is_some() {
+            if full.len() < 2 {
+                return Err(PyIndexError::new_err(format!(
+                    "{name}: rows are read from tensors of 2 or more dimensions; this one has {}",
+                    full.len()
+                )));
+            }
+            parse_rows(name, t.n_rows(), range, rows)?
+        } else {
+            Rows::All
+        };
+        let mut shape = full;
+        if let Some(first) = shape.first_mut() {
+            *first = sel.count(*first);
+        }
+        let arr = read(py, &o, name, out, sel, shape)?;
+        Ok((arr, out.name()))
+    }
+}
+
+/// `hhtld inspect --json` of `path` (with `verify`, `inspect --verify
+/// --json`), as the JSON text the command prints.
+#[pyfunction]
+#[pyo3(signature = (path, verify = false))]
+fn inspect_json(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyResult<String> {
+    py.detach(|| {
+        let f = HhtldFile::open(&path)?;
+        Ok(format!("{:#}", hhtld::inspect::inspect_json(&f.view(), verify)))
+    })
+    .map_err(|e| error::to_py(py, e))
+}
+
+/// `hhtld verify --json` of `path`: every section CRC checked, the first
+/// mismatch raised as HhtldError; the JSON text the command prints.
+#[pyfunction]
+fn verify_json(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
+    py.detach(|| {
+        let f = HhtldFile::open(&path)?;
+        Ok(format!("{:#}", hhtld::verify::crc_json(&f.view())?))
+    })
+    .map_err(|e| error::to_py(py, e))
+}
+
+/// The Rust half of the `hhtld` package.
+#[pymodule]
+fn _hhtld(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("HhtldError", m.py().get_type::<HhtldError>())?;
+    m.add_class::<Reader>()?;
+    m.add_function(wrap_pyfunction!(inspect_json, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_json, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
