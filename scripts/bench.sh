@@ -126,6 +126,17 @@ emit "## Read side: hhtld vs BF16 safetensors"
 emit ""
 "$EX/bench_compare" "$DIR" --reps "$REPS" | tee -a "$OUT"
 
+# ---- Python package (python/, scripts/bench_python.py) ----------------------
+step "Python package vs safetensors (bench_python.py)"
+PY="$(scripts/venv.sh)/bin/python"
+"$PY" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+"$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
+emit ""
+emit "## Python read side: the hhtld package vs safetensors on the BF16 copy"
+emit ""
+"$PY" scripts/bench_python.py "$DIR/fidelity.hhtld" "$BF16" --reps "$(((REPS + 1) / 2))" | tee -a "$OUT"
+# ---- end of the Python package block ----------------------------------------
+
 step "encode scaling (bench_encode)"
 emit ""
 emit "## Encode scaling (synthetic, fidelity codec)"

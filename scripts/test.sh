@@ -24,6 +24,15 @@ cargo test --workspace --release
 step "Python tests (reference forward pass metrics)"
 "$HHTLD_PYTHON" -m pytest -q tests/python/test_reference_eval.py
 
+step "Python package: pip install ./python, then its pytest suite"
+# Test-only packages (torch for framework="pt", ml_dtypes for numpy
+# bfloat16); then the package itself, built by maturin from this checkout.
+# The tests use target/release/hhtld, built by `cargo test --release` above.
+"$HHTLD_PYTHON" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+"$HHTLD_PYTHON" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
+# pytest exits 5 when it collects no test; with `set -e` that fails the run.
+"$HHTLD_PYTHON" -m pytest -q python/tests
+
 step "independent spec checker"
 "$HHTLD_PYTHON" spec/check_vectors.py
 

@@ -705,9 +705,13 @@ impl FormatError {
             E::FisherGamma { fisher, .. }
             | E::FisherLen { fisher, .. }
             | E::FisherDup { fisher, .. } => Place::Fisher(*fisher).to_string(),
-            E::NameBounds { tensor, .. } | E::NameUtf8 { tensor, .. } | E::NameDup { tensor, .. } => {
-                TensorId { index: *tensor, name: None }.to_string()
+            E::NameBounds { tensor, .. }
+            | E::NameUtf8 { tensor, .. }
+            | E::NameDup { tensor, .. } => TensorId {
+                index: *tensor,
+                name: None,
             }
+            .to_string(),
             E::BadShape { tensor, .. }
             | E::TensorFields { tensor, .. }
             | E::RawLen { tensor, .. }

@@ -26,8 +26,8 @@ use zerocopy::IntoBytes;
 pub use error::HhtldError;
 
 /// The element type a tensor is returned in. Types numpy lacks are stored in
-/// an integer array of the same width (BF16 in int16, F8_* and BOOL in
-/// uint8) that the Python layer views as the real type.
+/// an unsigned integer array of the same width (BF16 in uint16, F8_* and
+/// BOOL in uint8) that the Python layer views as the real type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Out {
     F32,
@@ -108,7 +108,11 @@ fn empty<'py, T: Element>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'p
 #[derive(Clone, Debug)]
 enum Rows {
     /// `start, start + step, ...`, `count` rows (step may be negative).
-    Range { start: usize, step: isize, count: usize },
+    Range {
+        start: usize,
+        step: isize,
+        count: usize,
+    },
     /// Any rows, in this order (an embedding lookup).
     List(Vec<usize>),
     /// The whole tensor.
@@ -125,7 +129,9 @@ impl Rows {
     }
     fn row(&self, i: usize) -> usize {
         match self {
-            Rows::Range { start, step, .. } => start.wrapping_add_signed(step.wrapping_mul(i as isize)),
+            Rows::Range { start, step, .. } => {
+                start.wrapping_add_signed(step.wrapping_mul(i as isize))
+            }
             Rows::List(v) => v[i],
             Rows::All => i,
         }
@@ -179,7 +185,11 @@ impl Target for u16 {
 
 /// Fills `out` with rows `rows` of `t` decoded to `T` (f32 arithmetic,
 /// one rounding to `T`).
-fn decode_rows<T: Target>(t: &TensorView<'_>, rows: &Rows, out: &mut [T]) -> Result<(), ReaderError> {
+fn decode_rows<T: Target>(
+    t: &TensorView<'_>,
+    rows: &Rows,
+    out: &mut [T],
+) -> Result<(), ReaderError> {
     if matches!(rows, Rows::All) {
         return T::whole(t, out);
     }
@@ -212,13 +222,17 @@ impl Reader {
             .state
             .read()
             .map_err(|_| PyValueError::new_err("hhtld file handle is poisoned"))?;
-        g.clone()
-            .ok_or_else(|| PyValueError::new_err("the hhtld file is closed (used after its `with` block)"))
+        g.clone().ok_or_else(|| {
+            PyValueError::new_err("the hhtld file is closed (used after its `with` block)")
+        })
     }
 }
 
 fn tensor<'a>(py: Python<'_>, o: &'a Open, name: &str) -> PyResult<TensorView<'a>> {
-    o.file.view().tensor_by_name(name).map_err(|e| error::to_py(py, e))
+    o.file
+        .view()
+        .tensor_by_name(name)
+        .map_err(|e| error::to_py(py, e))
 }
 
 fn shape_of(t: &TensorView<'_>) -> PyResult<Vec<usize>> {
@@ -226,7 +240,9 @@ fn shape_of(t: &TensorView<'_>) -> PyResult<Vec<usize>> {
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<Result<_, _>>()
-        .map_err(|_| PyValueError::new_err(format!("{}: shape does not fit this machine", t.name())))
+        .map_err(|_| {
+            PyValueError::new_err(format!("{}: shape does not fit this machine", t.name()))
+        })
 }
 
 /// Reads `rows` of `t` into a new array of `shape` as `out`.
@@ -240,9 +256,10 @@ fn read<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let t = tensor(py, o, name)?;
     let n_cols = t.n_cols();
-    let n = rows.count(t.n_rows()).checked_mul(n_cols).ok_or_else(|| {
-        PyValueError::new_err(format!("{name}: too many elements"))
-    })?;
+    let n = rows
+        .count(t.n_rows())
+        .checked_mul(n_cols)
+        .ok_or_else(|| PyValueError::new_err(format!("{name}: too many elements")))?;
     macro_rules! fill {
         ($ty:ty) => {{
             let arr = empty::<$ty>(py, &shape)?;
@@ -277,11 +294,19 @@ fn read<'py>(
                     arr.into_any()
                 }};
             }
-            match d.size() {
-                1 => copy!(u8),
-                2 => copy!(u16),
-                4 => copy!(u32),
-                _ => copy!(u64),
+            match d {
+                Dtype::F32 => copy!(f32),
+                Dtype::F16 => copy!(f16),
+                Dtype::F64 => copy!(f64),
+                Dtype::I8 => copy!(i8),
+                Dtype::I16 => copy!(i16),
+                Dtype::U16 | Dtype::Bf16 => copy!(u16),
+                Dtype::I32 => copy!(i32),
+                Dtype::U32 => copy!(u32),
+                Dtype::I64 => copy!(i64),
+                Dtype::U64 => copy!(u64),
+                // BOOL bytes need not be 0 or 1, so they are no Rust bool.
+                Dtype::U8 | Dtype::Bool | Dtype::F8E4M3 | Dtype::F8E5M2 => copy!(u8),
             }
         }
     })
@@ -311,9 +336,7 @@ fn parse_rows(
     list: Option<PyReadonlyArray1<'_, i64>>,
 ) -> PyResult<Rows> {
     let oob = |r: i64| {
-        PyIndexError::new_err(format!(
-            "{name}: row {r} is out of range for {n_rows} rows"
-        ))
+        PyIndexError::new_err(format!("{name}: row {r} is out of range for {n_rows} rows"))
     };
     if let Some(list) = list {
         let v = list.as_slice()?;
@@ -414,7 +437,12 @@ impl Reader {
     /// Tensor names, sorted.
     fn keys(&self) -> PyResult<Vec<String>> {
         let o = self.open()?;
-        let mut v: Vec<String> = o.file.view().tensors().map(|t| t.name().to_owned()).collect();
+        let mut v: Vec<String> = o
+            .file
+            .view()
+            .tensors()
+            .map(|t| t.name().to_owned())
+            .collect();
         v.sort_unstable();
         Ok(v)
     }
@@ -508,7 +536,10 @@ impl Reader {
 fn inspect_json(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyResult<String> {
     py.detach(|| {
         let f = HhtldFile::open(&path)?;
-        Ok(format!("{:#}", hhtld::inspect::inspect_json(&f.view(), verify)))
+        Ok(format!(
+            "{:#}",
+            hhtld::inspect::inspect_json(&f.view(), verify)
+        ))
     })
     .map_err(|e| error::to_py(py, e))
 }
