@@ -11,17 +11,17 @@
 
 mod error;
 
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::RwLock;
 
-use half::{bf16, f16};
-use hhtld_format::{Dtype, Encoding};
-use hhtld_reader::{HhtldFile, ReaderError, TensorView};
+use hhtld_reader::{bf16, f16, Dtype, Encoding, HhtldFile, OutElem, ReaderError, TensorHandle};
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadonlyArray1};
-use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use zerocopy::IntoBytes;
+use rayon::prelude::*;
+use zerocopy::{FromBytes, IntoBytes};
 
 pub use error::HhtldError;
 
@@ -53,7 +53,7 @@ impl Out {
 
 /// The logical dtype `get_tensor` returns for `t` given the requested one
 /// (`None`: the original dtype, as `hhtld decode` writes it).
-fn out_for(t: &TensorView<'_>, requested: Option<&str>) -> PyResult<Out> {
+fn out_for(t: &TensorHandle, requested: Option<&str>) -> PyResult<Out> {
     let float = |d: Dtype| match d {
         Dtype::F32 => Some(Out::F32),
         Dtype::F16 => Some(Out::F16),
@@ -138,104 +138,106 @@ impl Rows {
     }
 }
 
-/// An element type rows are decoded into.
-trait Target: Copy + Send + Sync + Sized {
-    /// Rounds `src` into `dst` (same length).
-    fn from_f32(src: &[f32], dst: &mut [Self]);
-    /// Decodes the whole of `t` into `out`.
-    fn whole(t: &TensorView<'_>, out: &mut [Self]) -> Result<(), ReaderError> {
-        Self::from_f32(&t.decode()?, out);
-        Ok(())
-    }
-}
+/// Elements per parallel task when gathering many rows.
+const PAR_GATHER_ELEMS: usize = 1 << 14;
 
-impl Target for f32 {
-    fn from_f32(src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(src);
-    }
-    fn whole(t: &TensorView<'_>, out: &mut [f32]) -> Result<(), ReaderError> {
-        t.decode_into(out)
-    }
-}
-
-impl Target for f64 {
-    fn from_f32(src: &[f32], dst: &mut [f64]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = f64::from(*s);
-        }
-    }
-}
-
-impl Target for f16 {
-    fn from_f32(src: &[f32], dst: &mut [f16]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = f16::from_f32(*s);
-        }
-    }
-}
-
-/// bf16 as its bits, the storage numpy has for it.
-impl Target for u16 {
-    fn from_f32(src: &[f32], dst: &mut [u16]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = bf16::from_f32(*s).to_bits();
-        }
-    }
-}
-
-/// Fills `out` with rows `rows` of `t` decoded to `T` (f32 arithmetic,
-/// one rounding to `T`).
-fn decode_rows<T: Target>(
-    t: &TensorView<'_>,
-    rows: &Rows,
-    out: &mut [T],
-) -> Result<(), ReaderError> {
-    if matches!(rows, Rows::All) {
-        return T::whole(t, out);
-    }
+/// Decodes rows `rows` of `t` into `out` as `O` (f32, bf16, f16): the
+/// reader's whole-tensor and row-range decoders (parallel when large), or
+/// its row decoder for an arbitrary list of rows.
+fn decode_out<O: OutElem>(t: &TensorHandle, rows: &Rows, out: &mut [O]) -> Result<(), ReaderError> {
     let n_cols = t.n_cols();
+    match *rows {
+        Rows::All => t.decode_into(out),
+        Rows::Range {
+            start,
+            step: 1,
+            count,
+        } => t.decode_rows_into(start..start + count, out),
+        _ => {
+            let dec = t.row_decoder()?;
+            let per_task = (PAR_GATHER_ELEMS / n_cols.max(1)).max(1);
+            let task = |(k, chunk): (usize, &mut [O])| {
+                chunk
+                    .chunks_mut(n_cols)
+                    .enumerate()
+                    .try_for_each(|(i, o)| dec.decode_row_into(rows.row(k * per_task + i), o))
+            };
+            if n_cols == 0 {
+                Ok(())
+            } else if out.len() >= 2 * PAR_GATHER_ELEMS {
+                out.par_chunks_mut(per_task * n_cols)
+                    .enumerate()
+                    .try_for_each(task)
+            } else {
+                task((0, out))
+            }
+        }
+    }
+}
+
+/// F64 originals (written as F64 by `hhtld decode`): each row decoded in
+/// f32, then widened, one row of scratch at a time.
+fn decode_f64(t: &TensorHandle, rows: &Rows, out: &mut [f64]) -> Result<(), ReaderError> {
+    let n_cols = t.n_cols();
+    if n_cols == 0 {
+        return Ok(());
+    }
     let dec = t.row_decoder()?;
     let mut scratch = vec![0f32; n_cols];
-    for (i, o) in out.chunks_mut(n_cols.max(1)).enumerate() {
+    for (i, o) in out.chunks_mut(n_cols).enumerate() {
         dec.decode_row_into(rows.row(i), &mut scratch)?;
-        T::from_f32(&scratch, o);
+        for (d, s) in o.iter_mut().zip(&scratch) {
+            *d = f64::from(*s);
+        }
     }
     Ok(())
 }
 
-/// One open file: the mapping stays until every array read from it is made
-/// and the handle is closed.
-struct Open {
-    file: HhtldFile,
-    path: String,
+/// Copies rows of a RAW tensor's bytes (`row_bytes` each) into `dst`.
+fn copy_rows(raw: &[u8], row_bytes: usize, rows: &Rows, dst: &mut [u8]) {
+    if matches!(rows, Rows::All) {
+        dst.copy_from_slice(raw);
+        return;
+    }
+    if row_bytes == 0 {
+        return;
+    }
+    for (i, d) in dst.chunks_mut(row_bytes).enumerate() {
+        let r = rows.row(i);
+        // Rows were checked against n_rows before the array was made.
+        if let Some(s) = raw.get(r * row_bytes..(r + 1) * row_bytes) {
+            d.copy_from_slice(s);
+        }
+    }
 }
 
 /// The low-level reader behind `hhtld.safe_open` (use that instead).
 #[pyclass(module = "hhtld._hhtld", frozen)]
 struct Reader {
-    state: RwLock<Option<Arc<Open>>>,
+    /// `None` once closed. Arrays being filled hold their own clone of the
+    /// file, so closing during a decode in another thread is safe.
+    file: RwLock<Option<HhtldFile>>,
 }
 
 impl Reader {
-    fn open(&self) -> PyResult<Arc<Open>> {
+    fn file(&self) -> PyResult<HhtldFile> {
         let g = self
-            .state
+            .file
             .read()
-            .map_err(|_| PyValueError::new_err("hhtld file handle is poisoned"))?;
+            .map_err(|_| PyRuntimeError::new_err("hhtld file handle is poisoned"))?;
         g.clone().ok_or_else(|| {
             PyValueError::new_err("the hhtld file is closed (used after its `with` block)")
         })
     }
+
+    fn tensor(&self, py: Python<'_>, name: &str) -> PyResult<TensorHandle> {
+        self.file()?
+            .tensor_by_name(name)
+            .map_err(|e| error::to_py(py, e))
+    }
 }
 
-fn tensor<'a>(py: Python<'_>, o: &'a Open, name: &str) -> PyResult<TensorView<'a>> {
-    o.file
-        .view()
-        .tensor_by_name(name)
-        .map_err(|e| error::to_py(py, e))
-}
-
-fn shape_of(t: &TensorView<'_>) -> PyResult<Vec<usize>> {
+fn shape_of(t: &TensorHandle) -> PyResult<Vec<usize>> {
     t.shape()
         .iter()
         .map(|&d| usize::try_from(d))
@@ -245,54 +247,56 @@ fn shape_of(t: &TensorView<'_>) -> PyResult<Vec<usize>> {
         })
 }
 
-/// Reads `rows` of `t` into a new array of `shape` as `out`.
+/// Reads `rows` of `t` as `out` into a new array of `shape`.
 fn read<'py>(
     py: Python<'py>,
-    o: &Arc<Open>,
-    name: &str,
+    t: &TensorHandle,
     out: Out,
     rows: Rows,
-    shape: Vec<usize>,
+    shape: &[usize],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let t = tensor(py, o, name)?;
-    let n_cols = t.n_cols();
-    let n = rows
-        .count(t.n_rows())
-        .checked_mul(n_cols)
-        .ok_or_else(|| PyValueError::new_err(format!("{name}: too many elements")))?;
     macro_rules! fill {
-        ($ty:ty) => {{
-            let arr = empty::<$ty>(py, &shape)?;
+        ($ty:ty, |$dst:ident| $decode:expr) => {{
+            let arr = empty::<$ty>(py, shape)?;
             {
                 let mut rw = arr.try_readwrite()?;
-                let dst = rw.as_slice_mut()?;
-                debug_assert_eq!(dst.len(), n);
-                py.detach(|| decode_rows(&t, &rows, dst))
-                    .map_err(|e| error::to_py(py, e))?;
+                let $dst = rw.as_slice_mut()?;
+                py.detach(|| $decode).map_err(|e| error::to_py(py, e))?;
             }
             arr.into_any()
         }};
     }
     Ok(match out {
-        Out::F32 => fill!(f32),
-        Out::F64 => fill!(f64),
-        Out::F16 => fill!(f16),
-        Out::Bf16 => fill!(u16),
+        Out::F32 => fill!(f32, |dst| decode_out(t, &rows, dst)),
+        Out::F16 => fill!(f16, |dst| decode_out(t, &rows, dst)),
+        Out::F64 => fill!(f64, |dst| decode_f64(t, &rows, dst)),
+        Out::Bf16 => fill!(u16, |dst| {
+            // numpy has no bf16: its bits go into a uint16 array.
+            // A numpy uint16 array is 2-aligned, so the view cannot fail.
+            match <[bf16]>::mut_from_bytes(dst.as_mut_bytes()) {
+                Ok(b) => decode_out(t, &rows, b),
+                Err(_) => Err(ReaderError::Misaligned {
+                    what: "bf16 output array",
+                    offset: 0,
+                    align: 2,
+                }),
+            }
+        }),
         Out::Stored(d) => {
             let raw = t.raw_bytes().ok_or_else(|| {
-                PyTypeError::new_err(format!("{name}: a PALETTE tensor has no stored bytes"))
+                PyTypeError::new_err(format!(
+                    "{}: a PALETTE tensor has no stored bytes",
+                    t.name()
+                ))
             })?;
-            let row_bytes = n_cols * d.size();
+            let row_bytes = t.n_cols() * d.size();
             macro_rules! copy {
-                ($ty:ty) => {{
-                    let arr = empty::<$ty>(py, &shape)?;
-                    {
-                        let mut rw = arr.try_readwrite()?;
-                        let dst = rw.as_slice_mut()?.as_mut_bytes();
-                        py.detach(|| copy_rows(raw, row_bytes, &rows, dst));
-                    }
-                    arr.into_any()
-                }};
+                ($ty:ty) => {
+                    fill!($ty, |dst| {
+                        copy_rows(raw, row_bytes, &rows, dst.as_mut_bytes());
+                        Ok(())
+                    })
+                };
             }
             match d {
                 Dtype::F32 => copy!(f32),
@@ -310,21 +314,6 @@ fn read<'py>(
             }
         }
     })
-}
-
-/// Copies rows of a RAW tensor's bytes (`row_bytes` each) into `dst`.
-fn copy_rows(raw: &[u8], row_bytes: usize, rows: &Rows, dst: &mut [u8]) {
-    if matches!(rows, Rows::All) {
-        dst.copy_from_slice(raw);
-        return;
-    }
-    for (i, d) in dst.chunks_mut(row_bytes.max(1)).enumerate() {
-        let r = rows.row(i);
-        // Rows were checked against n_rows before the array was made.
-        if let Some(s) = raw.get(r * row_bytes..(r + 1) * row_bytes) {
-            d.copy_from_slice(s);
-        }
-    }
 }
 
 /// Parses a row selection (`start, stop, step` from `slice.indices`, or a
@@ -379,25 +368,13 @@ fn parse_rows(
     })
 }
 
-fn quality_dict<'py>(py: Python<'py>, t: &TensorView<'_>) -> PyResult<Option<Bound<'py, PyDict>>> {
-    let Some(q) = t.quality() else {
-        return Ok(None);
-    };
-    let d = PyDict::new(py);
-    d.set_item("rho_median", q.rho_median)?;
-    d.set_item("rho_p5", q.rho_p5)?;
-    d.set_item("rho_min", q.rho_min)?;
-    d.set_item("rel_fro", q.rel_fro)?;
-    Ok(Some(d))
-}
-
 #[pymethods]
 impl Reader {
     /// Opens and validates `path` (memory-mapped); with `verify`, also
     /// checks every section CRC.
     #[new]
     #[pyo3(signature = (path, verify = false))]
-    fn new(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
         let file = py
             .detach(|| {
                 let f = HhtldFile::open(&path)?;
@@ -408,16 +385,14 @@ impl Reader {
             })
             .map_err(|e| error::to_py(py, e))?;
         Ok(Reader {
-            state: RwLock::new(Some(Arc::new(Open {
-                file,
-                path: path.display().to_string(),
-            }))),
+            file: RwLock::new(Some(file)),
         })
     }
 
-    /// Releases the mapping; every later call raises ValueError.
+    /// Releases the file; every later call raises ValueError. The mapping
+    /// goes when the last array being decoded from it is done.
     fn close(&self) {
-        if let Ok(mut g) = self.state.write() {
+        if let Ok(mut g) = self.file.write() {
             *g = None;
         }
     }
@@ -425,33 +400,28 @@ impl Reader {
     /// Whether `close` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.state.read().map_or(true, |g| g.is_none())
+        self.file.read().map_or(true, |g| g.is_none())
     }
 
     /// The path the file was opened from.
     #[getter]
-    fn path(&self) -> PyResult<String> {
-        Ok(self.open()?.path.clone())
+    fn path(&self) -> PyResult<PathBuf> {
+        Ok(self.file()?.path().map(PathBuf::from).unwrap_or_default())
     }
 
     /// Tensor names, sorted.
     fn keys(&self) -> PyResult<Vec<String>> {
-        let o = self.open()?;
-        let mut v: Vec<String> = o
-            .file
-            .view()
-            .tensors()
-            .map(|t| t.name().to_owned())
-            .collect();
+        let f = self.file()?;
+        let mut v: Vec<String> = f.tensor_names().map(str::to_owned).collect();
         v.sort_unstable();
         Ok(v)
     }
 
     /// Metadata as a dict of str.
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let o = self.open()?;
+        let f = self.file()?;
         let d = PyDict::new(py);
-        for (k, v) in o.file.view().metadata() {
+        for (k, v) in f.view().metadata() {
             d.set_item(k, v)?;
         }
         Ok(d)
@@ -459,15 +429,13 @@ impl Reader {
 
     /// `(dtype, shape)` of a tensor, dtype as safetensors names it.
     fn dtype_shape(&self, py: Python<'_>, name: &str) -> PyResult<(&'static str, Vec<usize>)> {
-        let o = self.open()?;
-        let t = tensor(py, &o, name)?;
+        let t = self.tensor(py, name)?;
         Ok((t.dtype().name(), shape_of(&t)?))
     }
 
     /// Everything the directory says about one tensor.
     fn tensor_info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-        let o = self.open()?;
-        let t = tensor(py, &o, name)?;
+        let t = self.tensor(py, name)?;
         let rec = t.record();
         let d = PyDict::new(py);
         d.set_item("name", t.name())?;
@@ -487,7 +455,18 @@ impl Reader {
         d.set_item("stages", stages)?;
         d.set_item("scale", rec.scale.as_ref().map(|s| s.elem.name()))?;
         d.set_item("slot_l", rec.slot.as_ref().map(|s| s.basis))?;
-        d.set_item("quality", quality_dict(py, &t)?)?;
+        let quality = match t.quality() {
+            Some(q) => {
+                let qd = PyDict::new(py);
+                qd.set_item("rho_median", q.rho_median)?;
+                qd.set_item("rho_p5", q.rho_p5)?;
+                qd.set_item("rho_min", q.rho_min)?;
+                qd.set_item("rel_fro", q.rel_fro)?;
+                Some(qd)
+            }
+            None => None,
+        };
+        d.set_item("quality", quality)?;
         Ok(d)
     }
 
@@ -505,26 +484,24 @@ impl Reader {
         range: Option<(isize, isize, isize)>,
         rows: Option<PyReadonlyArray1<'py, i64>>,
     ) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
-        let o = self.open()?;
-        let t = tensor(py, &o, name)?;
+        let t = self.tensor(py, name)?;
         let out = out_for(&t, dtype)?;
-        let full = shape_of(&t)?;
+        let mut shape = shape_of(&t)?;
         let sel = if range.is_some() || rows.is_some() {
-            if full.len() < 2 {
+            if shape.len() < 2 {
                 return Err(PyIndexError::new_err(format!(
                     "{name}: rows are read from tensors of 2 or more dimensions; this one has {}",
-                    full.len()
+                    shape.len()
                 )));
             }
             parse_rows(name, t.n_rows(), range, rows)?
         } else {
             Rows::All
         };
-        let mut shape = full;
         if let Some(first) = shape.first_mut() {
             *first = sel.count(*first);
         }
-        let arr = read(py, &o, name, out, sel, shape)?;
+        let arr = read(py, &t, out, sel, &shape)?;
         Ok((arr, out.name()))
     }
 }
@@ -533,7 +510,7 @@ impl Reader {
 /// --json`), as the JSON text the command prints.
 #[pyfunction]
 #[pyo3(signature = (path, verify = false))]
-fn inspect_json(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyResult<String> {
+fn inspect_json(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<String> {
     py.detach(|| {
         let f = HhtldFile::open(&path)?;
         Ok(format!(
@@ -547,7 +524,7 @@ fn inspect_json(py: Python<'_>, path: std::path::PathBuf, verify: bool) -> PyRes
 /// `hhtld verify --json` of `path`: every section CRC checked, the first
 /// mismatch raised as HhtldError; the JSON text the command prints.
 #[pyfunction]
-fn verify_json(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
+fn verify_json(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     py.detach(|| {
         let f = HhtldFile::open(&path)?;
         Ok(format!("{:#}", hhtld::verify::crc_json(&f.view())?))
