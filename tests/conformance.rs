@@ -149,6 +149,35 @@ fn invalid_vectors_are_rejected_with_the_expected_kind_and_rule() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+#[test]
+fn every_invalid_vector_error_names_its_place_and_a_file_offset_inside_it() {
+    let mut places = BTreeSet::new();
+    for p in &vectors("invalid") {
+        let bytes = fs::read(p).expect("vector");
+        let Err(ReaderError::Format(e)) = Hhtld::from_bytes(&bytes) else {
+            panic!("{}: not a format error", p.display());
+        };
+        let place = e.place();
+        assert!(!place.is_empty(), "{}: empty place", p.display());
+        if let Some(off) = e.offset() {
+            assert!(off <= bytes.len() as u64, "{}: offset {off} past the file", p.display());
+        }
+        places.insert(place.split(' ').next().unwrap_or_default().to_owned());
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        match name.as_str() {
+            "r-magic.hhtld" => assert_eq!((place.as_str(), e.offset()), ("header", Some(0))),
+            "r-header-crc.hhtld" => assert_eq!((place.as_str(), e.offset()), ("header", Some(60))),
+            "r-palette-len.hhtld" => assert!(place.starts_with("palette "), "{place}"),
+            "r-metadata.hhtld" => assert!(place.starts_with("metadata entry "), "{place}"),
+            _ => {}
+        }
+    }
+    // The vectors reach every kind of place.
+    for p in ["header", "section", "palette", "basis", "fisher", "tensor", "metadata", "padding"] {
+        assert!(places.contains(p), "no invalid vector's error is placed at a {p}: {places:?}");
+    }
+}
+
 /// Every `R-XXX` identifier in the text (the `R-...` placeholder excluded).
 fn rule_ids(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
