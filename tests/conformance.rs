@@ -160,10 +160,18 @@ fn every_invalid_vector_error_names_its_place_and_a_file_offset_inside_it() {
         let place = e.place();
         assert!(!place.is_empty(), "{}: empty place", p.display());
         if let Some(off) = e.offset() {
-            assert!(off <= bytes.len() as u64, "{}: offset {off} past the file", p.display());
+            assert!(
+                off <= bytes.len() as u64,
+                "{}: offset {off} past the file",
+                p.display()
+            );
         }
         places.insert(place.split(' ').next().unwrap_or_default().to_owned());
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         match name.as_str() {
             "r-magic.hhtld" => assert_eq!((place.as_str(), e.offset()), ("header", Some(0))),
             "r-header-crc.hhtld" => assert_eq!((place.as_str(), e.offset()), ("header", Some(60))),
@@ -173,8 +181,13 @@ fn every_invalid_vector_error_names_its_place_and_a_file_offset_inside_it() {
         }
     }
     // The vectors reach every kind of place.
-    for p in ["header", "section", "palette", "basis", "fisher", "tensor", "metadata", "padding"] {
-        assert!(places.contains(p), "no invalid vector's error is placed at a {p}: {places:?}");
+    for p in [
+        "header", "section", "palette", "basis", "fisher", "tensor", "metadata", "padding",
+    ] {
+        assert!(
+            places.contains(p),
+            "no invalid vector's error is placed at a {p}: {places:?}"
+        );
     }
 }
 

@@ -164,7 +164,11 @@ class safe_open:
     proportional to its directory, not its size); ``framework`` is ``"np"``
     or ``"numpy"`` for numpy arrays, ``"pt"`` or ``"torch"`` for torch
     tensors (CPU; ``device`` must be ``"cpu"``). With ``verify=True`` every
-    section CRC is checked at open as well. Use it in a ``with`` block (or
+    section CRC is checked at open as well. ``max_expansion`` sets the
+    decompression-bomb guard (spec section 7): a read that would produce more
+    than ``max_expansion`` times the file's size in bytes raises
+    :class:`HhtldError` (``kind == "ExpansionLimit"``) before allocating;
+    None keeps the reader's default (1024). Use it in a ``with`` block (or
     call :meth:`close`): afterwards every method raises ``ValueError``.
     """
 
@@ -174,13 +178,14 @@ class safe_open:
         framework: str = "np",
         device: str = "cpu",
         verify: bool = False,
+        max_expansion: Optional[int] = None,
     ) -> None:
         self._framework = _normalize_framework(framework)
         if device != "cpu":
             raise ValueError(f"device {device!r} is not supported: hhtld decodes on the CPU")
         if self._framework == "pt":
             _torch()
-        self._reader = _Reader(os.fspath(filename), verify)
+        self._reader = _Reader(os.fspath(filename), verify, max_expansion)
 
     def __enter__(self) -> "safe_open":
         self._reader.path  # raises if already closed

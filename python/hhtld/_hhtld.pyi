@@ -13,7 +13,8 @@ class HhtldError(ValueError):
 
     rule: Optional[str]
     """The spec rule broken, e.g. ``"R-MAGIC"``; None when the spec names
-    none (a section CRC mismatch, ``kind == "Crc"``)."""
+    none (a section CRC mismatch, ``kind == "Crc"``; the expansion limit,
+    ``kind == "ExpansionLimit"``)."""
     kind: str
     """The Rust error's variant name, e.g. ``"BadMagic"``."""
     place: str
@@ -24,7 +25,14 @@ class HhtldError(ValueError):
 class Reader:
     """The low-level reader behind ``hhtld.safe_open``."""
 
-    def __init__(self, path: Union[str, PathLike[str]], verify: bool = False) -> None: ...
+    def __init__(
+        self,
+        path: Union[str, PathLike[str]],
+        verify: bool = False,
+        max_expansion: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def max_expansion(self) -> int: ...
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...

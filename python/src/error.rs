@@ -13,10 +13,10 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
-    _hhtld,
+    hhtld,
     HhtldError,
     PyValueError,
-    "A file that is not a valid hhtld file.\n\nAttributes: `rule` (the spec rule, e.g. \"R-MAGIC\", or None when the\nspec names none, as for a section CRC mismatch), `kind` (the Rust error's\nvariant name, e.g. \"BadMagic\"), `place` (the record it concerns, e.g.\n\"header\", \"section 3\", 'tensor 2 (\"w\")') and `offset` (a file offset or\nNone)."
+    "A file that is not a valid hhtld file, or one whose decode would pass the\nexpansion limit.\n\nAttributes: `rule` (the spec rule, e.g. \"R-MAGIC\", or None when the\nspec names none: a section CRC mismatch, the expansion limit), `kind` (the Rust error's\nvariant name, e.g. \"BadMagic\"), `place` (the record it concerns, e.g.\n\"header\", \"section 3\", 'tensor 2 (\"w\")') and `offset` (a file offset or\nNone)."
 );
 
 /// What an HhtldError carries besides its message.
@@ -78,6 +78,16 @@ pub fn to_py(py: Python<'_>, e: ReaderError) -> PyErr {
             Details {
                 rule: None,
                 kind: "Kernel",
+                place: tensor.to_string(),
+                offset: None,
+            },
+        ),
+        ReaderError::ExpansionLimit { tensor, .. } => hhtld_error(
+            py,
+            msg,
+            Details {
+                rule: None,
+                kind: "ExpansionLimit",
                 place: tensor.to_string(),
                 offset: None,
             },

@@ -14,7 +14,9 @@ mod error;
 use std::path::PathBuf;
 use std::sync::RwLock;
 
-use hhtld_reader::{bf16, f16, Dtype, Encoding, HhtldFile, OutElem, ReaderError, TensorHandle};
+use hhtld_reader::{
+    bf16, f16, Dtype, Encoding, HhtldFile, OutElem, ReaderError, TensorHandle, TensorId,
+};
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -189,6 +191,39 @@ fn decode_f64(t: &TensorHandle, rows: &Rows, out: &mut [f64]) -> Result<(), Read
         for (d, s) in o.iter_mut().zip(&scratch) {
             *d = f64::from(*s);
         }
+    }
+    Ok(())
+}
+
+/// Refuses a decode of `rows` rows of `t` to `out` that would produce more
+/// than the file's expansion limit allows (spec section 7 "Expansion
+/// limit"), before the array is allocated. The spec states the limit for
+/// whole tensors; row selections are held to the same bound, so a slice
+/// cannot get round it. Stored bytes are copies of the file, never over it.
+fn check_expansion(t: &TensorHandle, out: Out, rows: usize) -> Result<(), ReaderError> {
+    let size = match out {
+        Out::Stored(_) => return Ok(()),
+        Out::F32 => 4,
+        Out::F16 | Out::Bf16 => 2,
+        Out::F64 => 8,
+    };
+    let decoded = (rows as u64)
+        .saturating_mul(t.n_cols() as u64)
+        .saturating_mul(size);
+    let file_len = t.file().bytes().len() as u64;
+    let max_expansion = t.file().max_expansion();
+    let limit = max_expansion.saturating_mul(file_len);
+    if decoded > limit {
+        return Err(ReaderError::ExpansionLimit {
+            tensor: TensorId {
+                index: t.index() as u32,
+                name: Some(t.name().to_owned()),
+            },
+            decoded,
+            limit,
+            max_expansion,
+            file_len,
+        });
     }
     Ok(())
 }
@@ -373,11 +408,19 @@ impl Reader {
     /// Opens and validates `path` (memory-mapped); with `verify`, also
     /// checks every section CRC.
     #[new]
-    #[pyo3(signature = (path, verify = false))]
-    fn new(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, verify = false, max_expansion = None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        verify: bool,
+        max_expansion: Option<u64>,
+    ) -> PyResult<Self> {
         let file = py
             .detach(|| {
-                let f = HhtldFile::open(&path)?;
+                let mut f = HhtldFile::open(&path)?;
+                if let Some(m) = max_expansion {
+                    f = f.with_max_expansion(m);
+                }
                 if verify {
                     f.view().verify()?;
                 }
@@ -387,6 +430,13 @@ impl Reader {
         Ok(Reader {
             file: RwLock::new(Some(file)),
         })
+    }
+
+    /// The expansion limit in force: a decode may produce at most this many
+    /// times the file's length in bytes (spec section 7).
+    #[getter]
+    fn max_expansion(&self) -> PyResult<u64> {
+        Ok(self.file()?.max_expansion())
     }
 
     /// Releases the file; every later call raises ValueError. The mapping
@@ -501,6 +551,7 @@ impl Reader {
         if let Some(first) = shape.first_mut() {
             *first = sel.count(*first);
         }
+        check_expansion(&t, out, sel.count(t.n_rows())).map_err(|e| error::to_py(py, e))?;
         let arr = read(py, &t, out, sel, &shape)?;
         Ok((arr, out.name()))
     }

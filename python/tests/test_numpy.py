@@ -271,6 +271,37 @@ def test_error_places(root):
     assert e.value.place.startswith("palette ")
 
 
+def test_the_bomb_vector_is_refused_before_allocating(root):
+    g = root / "spec" / "vectors" / "guarded"
+    lines = dict(l.split(" ", 1) for l in (g / "bomb.expected").read_text().splitlines())
+    file_len = int(lines["file_len"])
+    name, decoded = lines["refused"].split()
+    assert (g / "bomb.hhtld").stat().st_size == file_len
+    with hhtld.safe_open(g / "bomb.hhtld") as f:
+        assert f._reader.max_expansion == int(lines["max_expansion"])
+        for dtype in [None, "float32", "bfloat16"]:
+            with pytest.raises(hhtld.HhtldError) as e:
+                f.get_tensor(name, dtype=dtype)
+            assert e.value.kind == "ExpansionLimit" and e.value.rule is None
+            assert e.value.place.startswith("tensor 0")
+        # The size the spec's vector names is the f32 one.
+        err = pytest.raises(hhtld.HhtldError, f.get_tensor, name, dtype="float32").value
+        assert f"decodes to {decoded} bytes" in str(err)
+        s = f.get_slice(name)
+        assert s.get_dtype() == "BF16"
+        with pytest.raises(hhtld.HhtldError):
+            s[:]
+        few = s[[0, 7, 65535]]  # a few rows are fine
+        assert few.shape == (3, 1024) and few.dtype == ml_dtypes.bfloat16
+    # Twice the limit lets the bf16 decode (2 bytes a value) through, not f32.
+    with hhtld.safe_open(g / "bomb.hhtld", max_expansion=2048) as f:
+        with pytest.raises(hhtld.HhtldError):
+            f.get_tensor(name, dtype="float32")
+        full = f.get_tensor(name)
+        assert full.shape == (65536, 1024) and full.dtype == ml_dtypes.bfloat16
+        assert full[[0, 7, 65535]].tobytes() == few.tobytes()
+
+
 # --- handle life, argument errors --------------------------------------------
 
 
