@@ -6,8 +6,8 @@ use std::path::Path;
 
 use hhtld_format::quality::{row_quality, Gate, Matrix, QualityStats};
 use hhtld_format::Encoding;
+use hhtld_import::SafetensorsModel;
 use hhtld_reader::{HhtldFile, TensorView};
-use hhtld_writer::import::SafetensorsModel;
 use serde_json::{json, Value};
 
 use crate::{Failure, Outcome};

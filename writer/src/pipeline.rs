@@ -22,7 +22,9 @@ use crate::codec::{
     GroupDecoder, Matrix, QualityStats,
 };
 use crate::error::WriteError;
-use crate::import::{group_key, ClassifiedTensor, Classifier, ImportError, SafetensorsModel};
+use crate::import::{
+    group_key, ClassifiedTensor, Classifier, ImportError, RoleError, SafetensorsModel,
+};
 use crate::report::SizeReport;
 
 pub use crate::codec::profile::{describe_spec, fallback_chain, fit_width, Codec, Profile};
@@ -92,9 +94,12 @@ impl EncodeSummary {
 /// Errors of the encode pipeline.
 #[derive(Debug, Error)]
 pub enum EncodeError {
-    /// Reading or classifying the input.
+    /// Reading the input.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// A `--role` override that does not apply to the model.
+    #[error(transparent)]
+    Role(#[from] RoleError),
     /// A codec rejected a group.
     #[error("tensor {tensor:?}: {source}")]
     Codec {

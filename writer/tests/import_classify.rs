@@ -5,7 +5,7 @@
 use hhtld_format::{Dtype, Regime, Role};
 use hhtld_writer::import::{
     classify, group_key, matrix_dims, override_regime, parse_override, role_from_name,
-    Classification, Classifier, GroupKey, ImportError, SafetensorsModel, MIN_GATED_COLS,
+    Classification, Classifier, GroupKey, RoleError, SafetensorsModel, MIN_GATED_COLS,
     SMALL_TENSOR_NUMEL,
 };
 use safetensors::tensor::TensorView;
@@ -569,14 +569,14 @@ fn parse_override_syntax() {
     }
     for bad in ["no_equals", "=norm", ""] {
         match parse_override(bad) {
-            Err(ImportError::OverrideSyntax { arg }) => assert_eq!(arg, bad),
+            Err(RoleError::OverrideSyntax { arg }) => assert_eq!(arg, bad),
             other => panic!("{bad:?}: expected OverrideSyntax, got {other:?}"),
         }
     }
     for (arg, role) in [("a=bogus", "bogus"), ("a=", ""), ("a=Attn_Q", "Attn_Q")] {
         match parse_override(arg) {
-            Err(e @ ImportError::UnknownRole { .. }) => {
-                let ImportError::UnknownRole { role: r, known, .. } = &e else {
+            Err(e @ RoleError::UnknownRole { .. }) => {
+                let RoleError::UnknownRole { role: r, known, .. } = &e else {
                     unreachable!()
                 };
                 assert_eq!(r, role);
@@ -630,7 +630,7 @@ fn override_regime_follows_role() {
         }
         for role in [TokenEmbedding, LmHead, AttnQ, MlpDown] {
             match override_regime("pos_ids", role, dtype, sq) {
-                Err(ImportError::OverrideNotEncodable {
+                Err(RoleError::OverrideNotEncodable {
                     tensor,
                     role: r,
                     dtype: d,
@@ -683,7 +683,7 @@ fn classifier_applies_overrides() {
     );
 
     match Classifier::from_args(&["w=attn_q", "w=attn_k"]) {
-        Err(ImportError::ConflictingOverride {
+        Err(RoleError::ConflictingOverride {
             tensor,
             first,
             second,
@@ -692,12 +692,12 @@ fn classifier_applies_overrides() {
     }
     assert!(matches!(
         Classifier::from_args(&["ok=norm", "broken"]),
-        Err(ImportError::OverrideSyntax { .. })
+        Err(RoleError::OverrideSyntax { .. })
     ));
     let ids = Classifier::from_args(&["embeddings.position_ids=position_embedding"]).unwrap();
     assert!(matches!(
         ids.classify("embeddings.position_ids", I64, &[1, 512]),
-        Err(ImportError::OverrideNotEncodable { .. })
+        Err(RoleError::OverrideNotEncodable { .. })
     ));
 }
 
@@ -748,7 +748,7 @@ fn classify_model_checks_override_names() {
         .unwrap()
         .classify_model(&model)
     {
-        Err(ImportError::OverrideUnknownTensor { tensor }) => {
+        Err(RoleError::OverrideUnknownTensor { tensor }) => {
             assert_eq!(tensor, "layers.0.k_proj.weight")
         }
         other => panic!("expected OverrideUnknownTensor, got {other:?}"),
@@ -757,7 +757,7 @@ fn classify_model_checks_override_names() {
         Classifier::from_args(&["position_ids=attn_q"])
             .unwrap()
             .classify_model(&model),
-        Err(ImportError::OverrideNotEncodable { .. })
+        Err(RoleError::OverrideNotEncodable { .. })
     ));
 }
 
