@@ -10,6 +10,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "real model"
 HHTLD_MODEL=$(scripts/fetch_model.sh)

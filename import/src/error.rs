@@ -36,7 +36,7 @@ pub enum ImportError {
         /// Its length.
         len: u64,
     },
-    /// The header (or index file) is larger than [`MAX_HEADER_LEN`].
+    /// The header (or index file) is larger than [`MAX_HEADER_LEN`](crate::MAX_HEADER_LEN).
     #[error("{}: header of {len} bytes exceeds the limit of {max} bytes", path.display())]
     HeaderTooLarge {
         /// The file.

@@ -78,7 +78,7 @@ pub struct Basis {
     pub section: u32,
     /// Bytes of the section: `rows x n_cols` elements of `elem`.
     pub range: Range<usize>,
-    /// Rows, always [`SLOT_L_DIMS`].
+    /// Rows, always [`SLOT_L_DIMS`](crate::limits::SLOT_L_DIMS).
     pub rows: usize,
     /// Row width.
     pub n_cols: usize,
