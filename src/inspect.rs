@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use hhtld_format::report::SizeReport;
+use hhtld_format::report::{quality_json, SizeReport};
 use hhtld_reader::Hhtld;
 use serde_json::{json, Value};
 
@@ -36,17 +36,6 @@ impl Show {
         sections: true,
         palettes: true,
     };
-}
-
-fn quality_json(q: Option<hhtld_format::validate::Quality>) -> Value {
-    q.map_or(Value::Null, |q| {
-        json!({
-            "rho_median": q.rho_median,
-            "rho_p5": q.rho_p5,
-            "rho_min": q.rho_min,
-            "rel_fro": q.rel_fro,
-        })
-    })
 }
 
 /// Everything `inspect` shows, as JSON. Deterministic for a given file, so
@@ -131,7 +120,7 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
                 "bytes": sz.bytes(),
                 "bf16_bytes": sz.bf16_bytes(),
                 "ratio": sz.ratio(),
-                "quality": quality_json(sz.quality),
+                "quality": quality_json(&sz.quality),
             })
         })
         .collect();
@@ -176,7 +165,7 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
                 "params": r.numel,
                 "bytes": r.bytes,
                 "ratio": r.ratio(),
-                "worst": quality_json(r.worst),
+                "worst": quality_json(&r.worst),
             })).collect::<Vec<_>>(),
         },
     })

@@ -147,7 +147,9 @@ fn worse(a: Option<Quality>, b: Option<Quality>) -> Option<Quality> {
     }
 }
 
-fn quality_json(q: &Option<Quality>) -> Value {
+/// A quality record as JSON (`rho_median`, `rho_p5`, `rho_min`,
+/// `rel_fro`), `null` without one; what `--json` outputs print.
+pub fn quality_json(q: &Option<Quality>) -> Value {
     q.map_or(Value::Null, |q| {
         json!({
             "rho_median": q.rho_median,

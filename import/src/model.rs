@@ -119,18 +119,10 @@ impl SafetensorsModel {
     }
 
     fn open_index(path: &Path) -> Result<SafetensorsModel, ImportError> {
-        let io = |op, source| ImportError::Io {
-            path: path.to_owned(),
-            op,
-            source,
-        };
+        let io = io_err(path);
         // Refuse by size first; then read at most one byte past the cap, so
         // a file that grows after the check cannot make us allocate more.
-        let file = File::open(path).map_err(|e| io("opening", e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| io("reading metadata", e))?
-            .len();
+        let (file, len) = open_with_len(path)?;
         if len > MAX_HEADER_LEN {
             return Err(ImportError::HeaderTooLarge {
                 path: path.to_owned(),
@@ -344,18 +336,30 @@ impl SafetensorsModel {
 /// A parsed header: entries in order and the `__metadata__` map.
 type Header = (Vec<RawEntry>, BTreeMap<String, String>);
 
-/// Maps `path` and parses and validates its header.
-fn map_and_parse(path: &Path) -> Result<(Shard, Header), ImportError> {
-    let io = |op, source| ImportError::Io {
+/// An I/O error on `path` while doing `op`.
+fn io_err(path: &Path) -> impl Fn(&'static str, std::io::Error) -> ImportError + '_ {
+    move |op, source| ImportError::Io {
         path: path.to_owned(),
         op,
         source,
-    };
+    }
+}
+
+/// Opens `path` and reads its length.
+fn open_with_len(path: &Path) -> Result<(File, u64), ImportError> {
+    let io = io_err(path);
     let file = File::open(path).map_err(|e| io("opening", e))?;
     let len = file
         .metadata()
         .map_err(|e| io("reading metadata", e))?
         .len();
+    Ok((file, len))
+}
+
+/// Maps `path` and parses and validates its header.
+fn map_and_parse(path: &Path) -> Result<(Shard, Header), ImportError> {
+    let io = io_err(path);
+    let (file, len) = open_with_len(path)?;
     if len < 8 {
         return Err(ImportError::Truncated {
             path: path.to_owned(),

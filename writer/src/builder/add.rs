@@ -302,17 +302,7 @@ impl<W: Write + Seek> Writer<W> {
         let name = self.push_name(t.name);
         let mut rec = Self::base_record(name, t.dtype, t.shape, t.role, t.regime, Encoding::Raw);
         rec.data = U32::new(data);
-        self.tensors.push(rec);
-        self.tensor_info.push(TensorInfo {
-            role: t.role,
-            regime: t.regime,
-            encoding: Encoding::Raw,
-            numel: v.numel,
-            own_bytes: expected,
-            palettes: Vec::new(),
-            basis: None,
-            quality: None,
-        });
+        self.push_tensor(rec, &v, expected, Vec::new(), None, None);
         Ok(())
     }
 
@@ -526,17 +516,34 @@ impl<W: Write + Seek> Writer<W> {
                 palettes.push(st.palette.index);
             }
         }
-        self.tensors.push(rec);
-        self.tensor_info.push(TensorInfo {
-            role: t.role,
-            regime: t.regime,
-            encoding: Encoding::Palette,
-            numel: v.numel,
-            own_bytes: own,
-            palettes,
-            basis: t.slot_l.map(|s| s.basis.index),
-            quality: t.quality,
-        });
+        let basis = t.slot_l.map(|s| s.basis.index);
+        self.push_tensor(rec, &v, own, palettes, basis, t.quality);
         Ok(())
+    }
+
+    /// Records a written tensor and what the size report needs of it. The
+    /// role, regime and encoding are read back from `rec`, which
+    /// `base_record` filled from the typed values (so `from_raw` cannot
+    /// miss; the fallbacks are never taken).
+    fn push_tensor(
+        &mut self,
+        rec: TensorRecord,
+        v: &View,
+        own_bytes: u64,
+        palettes: Vec<u32>,
+        basis: Option<u32>,
+        quality: Option<Quality>,
+    ) {
+        self.tensor_info.push(TensorInfo {
+            role: Role::from_raw(rec.role).unwrap_or(Role::Other),
+            regime: Regime::from_raw(rec.regime).unwrap_or(Regime::Passthrough),
+            encoding: Encoding::from_raw(rec.encoding).unwrap_or(Encoding::Raw),
+            numel: v.numel,
+            own_bytes,
+            palettes,
+            basis,
+            quality,
+        });
+        self.tensors.push(rec);
     }
 }
