@@ -150,58 +150,96 @@ where
     F: Fn(usize, &mut [f32]) -> Result<(), E> + Sync,
     E: From<QualityError> + Send,
 {
-    checked_len(original)?;
-    if original.n_rows == 0 || original.n_cols == 0 {
-        return Ok(QualityStats {
-            rho_median: 1.0,
-            rho_p5: 1.0,
-            rho_min: 1.0,
-            rel_fro: 0.0,
-            rhos: vec![1.0; original.n_rows],
-        });
+    let mut acc = QualityAcc::default();
+    acc.push(original, decode)?;
+    Ok(acc.finish())
+}
+
+/// [`QualityStats`] of a tensor measured a run of rows at a time, so a
+/// tensor encoded in chunks never needs all of its rows at once. Pushing
+/// every row in order, in any split, gives what [`row_quality_by`] gives on
+/// the whole tensor.
+#[derive(Debug, Clone, Default)]
+pub struct QualityAcc {
+    rhos: Vec<f32>,
+    err: f64,
+    tot: f64,
+}
+
+impl QualityAcc {
+    /// Measures the rows of `original` (the tensor's next rows), each
+    /// decoded by `decode(row in original, out)`.
+    pub fn push<F, E>(&mut self, original: &Matrix<'_>, decode: F) -> Result<(), E>
+    where
+        F: Fn(usize, &mut [f32]) -> Result<(), E> + Sync,
+        E: From<QualityError> + Send,
+    {
+        checked_len(original)?;
+        if original.n_rows == 0 {
+            return Ok(());
+        }
+        if original.n_cols == 0 {
+            self.rhos.extend(std::iter::repeat_n(1.0, original.n_rows));
+            return Ok(());
+        }
+        let n = original.n_cols;
+        let per_row: Vec<(f32, f64, f64)> = original
+            .data
+            .par_chunks(n)
+            .enumerate()
+            .map_init(
+                || vec![0f32; n],
+                |y, (r, x)| {
+                    decode(r, y)?;
+                    let err: f64 = x
+                        .iter()
+                        .zip(y.iter())
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum();
+                    let tot: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
+                    Ok((row_rho(x, y), err, tot))
+                },
+            )
+            .collect::<Result<_, E>>()?;
+        self.rhos.extend(per_row.iter().map(|r| r.0));
+        self.err += per_row.iter().map(|r| r.1).sum::<f64>();
+        self.tot += per_row.iter().map(|r| r.2).sum::<f64>();
+        Ok(())
     }
-    let n = original.n_cols;
-    let per_row: Vec<(f32, f64, f64)> = original
-        .data
-        .par_chunks(n)
-        .enumerate()
-        .map_init(
-            || vec![0f32; n],
-            |y, (r, x)| {
-                decode(r, y)?;
-                let err: f64 = x
-                    .iter()
-                    .zip(y.iter())
-                    .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                    .sum();
-                let tot: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
-                Ok((row_rho(x, y), err, tot))
-            },
-        )
-        .collect::<Result<_, E>>()?;
-    let rhos: Vec<f32> = per_row.iter().map(|r| r.0).collect();
-    let err: f64 = per_row.iter().map(|r| r.1).sum();
-    let tot: f64 = per_row.iter().map(|r| r.2).sum();
-    let mut sorted = rhos.clone();
-    sorted.sort_by(f32::total_cmp);
-    let m = sorted.len();
-    let rho_median = if m % 2 == 1 {
-        sorted[m / 2]
-    } else {
-        ((sorted[m / 2 - 1] as f64 + sorted[m / 2] as f64) / 2.0) as f32
-    };
-    let rho_p5 = sorted[(0.05 * (m - 1) as f64).floor() as usize];
-    Ok(QualityStats {
-        rho_median,
-        rho_p5,
-        rho_min: sorted[0],
-        rel_fro: if tot > 0.0 {
-            (err / tot).sqrt() as f32
+
+    /// The statistics over every row pushed. No rows gives rho 1.0 and
+    /// `rel_fro` 0: there is nothing to get wrong.
+    pub fn finish(self) -> QualityStats {
+        if self.rhos.is_empty() {
+            return QualityStats {
+                rho_median: 1.0,
+                rho_p5: 1.0,
+                rho_min: 1.0,
+                rel_fro: 0.0,
+                rhos: Vec::new(),
+            };
+        }
+        let mut sorted = self.rhos.clone();
+        sorted.sort_by(f32::total_cmp);
+        let m = sorted.len();
+        let rho_median = if m % 2 == 1 {
+            sorted[m / 2]
         } else {
-            0.0
-        },
-        rhos,
-    })
+            ((sorted[m / 2 - 1] as f64 + sorted[m / 2] as f64) / 2.0) as f32
+        };
+        let rho_p5 = sorted[(0.05 * (m - 1) as f64).floor() as usize];
+        QualityStats {
+            rho_median,
+            rho_p5,
+            rho_min: sorted[0],
+            rel_fro: if self.tot > 0.0 {
+                (self.err / self.tot).sqrt() as f32
+            } else {
+                0.0
+            },
+            rhos: self.rhos,
+        }
+    }
 }
 
 impl From<&QualityStats> for Quality {

@@ -100,6 +100,8 @@ impl SpecIn {
                 refine: usize::from(self.refine % 2),
                 joint: usize::from(self.joint % 2),
                 seed: self.seed,
+                // Small budgets reach the row-sampled fit.
+                fit_values: usize::from(self.sample) * 64,
             },
         }
     }

@@ -322,6 +322,32 @@ impl SafetensorsModel {
             })
     }
 
+    /// Drops this process's resident pages of the tensor's bytes (they stay
+    /// in the page cache and are read back on the next access), so a model
+    /// read tensor by tensor keeps only the tensor at hand resident.
+    pub fn release(&self, name: &str) -> Result<(), ImportError> {
+        let e = self.entry(name)?;
+        let shard = &self.shards[e.shard];
+        if e.end <= e.start {
+            return Ok(());
+        }
+        // SAFETY: MADV_DONTNEED on a read-only file mapping only discards
+        // this process's copies of clean file pages; later reads fault them
+        // back in from the file, so no borrowed slice changes value.
+        unsafe {
+            shard.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                e.start,
+                e.end - e.start,
+            )
+        }
+        .map_err(|source| ImportError::Io {
+            path: shard.path.clone(),
+            op: "releasing pages",
+            source,
+        })
+    }
+
     /// The tensor converted to f32 (see [`decode_f32_into`]); one allocation
     /// of `numel` floats.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>, ImportError> {

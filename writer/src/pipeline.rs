@@ -3,10 +3,15 @@
 //!
 //! Tensors are classified ([`crate::import::Classifier`]), grouped by role
 //! and shape, and each group is encoded with its profile's codec, sharing one
-//! palette per stage. Groups are processed one at a time and written as soon
-//! as they are encoded, so peak memory is the largest group's f32 copy plus
-//! its codes, not the whole model. A tensor that misses its gate is
-//! re-encoded on its own with the next finer codec of [`fallback_chain`].
+//! palette per stage. Memory does not grow with the model: a group's
+//! palettes are fitted to a bounded sample of its rows
+//! ([`KmeansParams::fit_values`](crate::codec::KmeansParams::fit_values)),
+//! then each member is encoded and measured a chunk of rows at a time and
+//! written, and its mapped input pages are released. Peak memory is about
+//! the fit sample's working set plus one tensor's codes (and, for a tensor
+//! that falls back to raw BF16, that tensor as f32). A tensor that misses
+//! its gate is re-encoded on its own with the next finer codec of
+//! [`fallback_chain`].
 
 use std::collections::HashMap;
 use std::io::{Seek, Write};
@@ -18,12 +23,13 @@ use thiserror::Error;
 
 use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
 use crate::codec::{
-    encode_group, row_quality, row_quality_by, CodecError, CodecSpec, EncodedGroup, Gate,
-    GroupDecoder, Matrix, QualityStats,
+    fit_group, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix, Gate, GroupFit,
+    Matrix, QualityAcc, QualityStats,
 };
 use crate::error::WriteError;
 use crate::import::{
-    group_key, ClassifiedTensor, Classifier, ImportError, RoleError, SafetensorsModel,
+    decode_f32_into, group_key, ClassifiedTensor, Classifier, ImportError, RoleError,
+    SafetensorsModel,
 };
 use crate::report::SizeReport;
 
@@ -174,6 +180,7 @@ pub fn encode_into<W: Write + Seek>(
                     regime: t.class.regime,
                     bytes: model.raw_bytes(&t.info.name)?,
                 })?;
+                model.release(&t.info.name)?;
                 outcomes[i] = Some(TensorOutcome {
                     name: t.info.name.clone(),
                     role: t.class.role,
@@ -234,45 +241,136 @@ fn plan_groups(tensors: &[ClassifiedTensor]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// A tensor's data as f32 with its matrix shape.
-struct Loaded {
-    data: Vec<f32>,
-    n_rows: usize,
-    n_cols: usize,
+/// Values per chunk when a tensor is encoded and measured: a tensor's f32
+/// working set is a few chunks (about 5 x 16 MB), not the whole tensor.
+const CHUNK_VALUES: usize = 1 << 22;
+
+/// Appends rows `r0..r1` of `t` (a matrix of `n_cols` columns) to `out` as
+/// f32.
+fn read_rows(
+    model: &SafetensorsModel,
+    t: &ClassifiedTensor,
+    r0: usize,
+    r1: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), EncodeError> {
+    let n_cols = t.info.matrix_dims().1 as usize;
+    let row = n_cols * t.info.dtype.size();
+    let bytes = model.raw_bytes(&t.info.name)?;
+    let part = bytes
+        .get(r0 * row..r1 * row)
+        .ok_or_else(|| EncodeError::Codec {
+            tensor: t.info.name.clone(),
+            source: CodecError::DataLen {
+                tensor: 0,
+                n_rows: r1,
+                n_cols,
+                got: bytes.len() / t.info.dtype.size().max(1),
+            },
+        })?;
+    decode_f32_into(&t.info.name, t.info.dtype, part, out)?;
+    Ok(())
 }
 
-impl Loaded {
-    fn matrix(&self) -> Matrix<'_> {
-        Matrix {
-            data: &self.data,
-            n_rows: self.n_rows,
-            n_cols: self.n_cols,
-        }
-    }
-}
-
-fn load(model: &SafetensorsModel, t: &ClassifiedTensor) -> Result<Loaded, EncodeError> {
-    let (r, c) = t.info.matrix_dims();
-    Ok(Loaded {
-        data: model.to_f32(&t.info.name)?,
-        n_rows: r as usize,
-        n_cols: c as usize,
-    })
-}
-
-/// Encodes `mats` with `spec`, and measures each member over all rows.
-fn encode_measured(
-    mats: &[Matrix<'_>],
+/// Fits the group's palettes to its rows, or to [`sample_rows`] of them,
+/// reading only those rows, member by member.
+fn fit_members(
+    model: &SafetensorsModel,
+    members: &[&ClassifiedTensor],
     spec: &CodecSpec,
-) -> Result<(EncodedGroup, Vec<QualityStats>), CodecError> {
-    let group = encode_group(mats, spec)?;
-    let dec = GroupDecoder::new(&group);
-    let stats = mats
+) -> Result<GroupFit, EncodeError> {
+    let first = members[0];
+    let n_cols = first.info.matrix_dims().1 as usize;
+    let dims: Vec<usize> = members
         .iter()
-        .enumerate()
-        .map(|(i, m)| row_quality_by(m, |r, out| dec.decode_row(i, r, out)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((group, stats))
+        .map(|t| t.info.matrix_dims().0 as usize)
+        .collect();
+    let total: usize = dims.iter().sum();
+    let pick = sample_rows(total, n_cols, &spec.kmeans);
+    let mut data = Vec::new();
+    let mut off = 0;
+    let mut next = 0;
+    for (t, &n_rows) in members.iter().zip(&dims) {
+        match &pick {
+            None => read_rows(model, t, 0, n_rows, &mut data)?,
+            Some(pick) => {
+                while let Some(&r) = pick.get(next).filter(|&&r| r < off + n_rows) {
+                    read_rows(model, t, r - off, r - off + 1, &mut data)?;
+                    next += 1;
+                }
+            }
+        }
+        off += n_rows;
+        model.release(&t.info.name)?;
+    }
+    let rows = pick.as_ref().map_or(total, Vec::len);
+    let codec_err = |source| EncodeError::Codec {
+        tensor: first.info.name.clone(),
+        source,
+    };
+    let sample = Matrix::new(&data, rows, n_cols).map_err(|e| codec_err(e.into()))?;
+    fit_group(&[sample], spec).map_err(codec_err)
+}
+
+/// Encodes every row of `t` with `fit`, a chunk of rows at a time, and
+/// measures it through the format's kernel.
+fn encode_tensor(
+    model: &SafetensorsModel,
+    t: &ClassifiedTensor,
+    fit: &GroupFit,
+) -> Result<(EncodedMatrix, QualityStats), EncodeError> {
+    let (r, c) = t.info.matrix_dims();
+    let (n_rows, n_cols) = (r as usize, c as usize);
+    let codec_err = |source| EncodeError::Codec {
+        tensor: t.info.name.clone(),
+        source,
+    };
+    // SlotL scales are per tensor: encode it in one piece.
+    let step = if fit.spec().slot_l {
+        n_rows.max(1)
+    } else {
+        (CHUNK_VALUES / n_cols.max(1)).max(1)
+    };
+    let mut out = EncodedMatrix {
+        n_rows,
+        n_cols,
+        codes: vec![Vec::new(); fit.palettes().len()],
+        scales: fit.spec().row_scale.then(Vec::new),
+        slot: None,
+    };
+    let mut quality = QualityAcc::default();
+    let mut buf = Vec::new();
+    for r0 in (0..n_rows).step_by(step) {
+        let r1 = (r0 + step).min(n_rows);
+        buf.clear();
+        read_rows(model, t, r0, r1, &mut buf)?;
+        let m = Matrix::new(&buf, r1 - r0, n_cols).map_err(|e| codec_err(e.into()))?;
+        let enc = fit.encode(&m).map_err(|e| match e {
+            CodecError::NonFinite {
+                tensor,
+                row,
+                col,
+                value,
+            } => codec_err(CodecError::NonFinite {
+                tensor,
+                row: row + r0,
+                col,
+                value,
+            }),
+            e => codec_err(e),
+        })?;
+        quality
+            .push(&m, |r, o| fit.decode_row(&enc, r, o))
+            .map_err(codec_err)?;
+        for (all, part) in out.codes.iter_mut().zip(enc.codes) {
+            all.extend_from_slice(&part);
+        }
+        if let (Some(all), Some(part)) = (out.scales.as_mut(), enc.scales) {
+            all.extend_from_slice(&part);
+        }
+        out.slot = enc.slot;
+    }
+    Ok((out, quality.finish()))
 }
 
 fn miss_line(codec: &str, q: &QualityStats, gate: &Gate) -> String {
@@ -282,6 +380,9 @@ fn miss_line(codec: &str, q: &QualityStats, gate: &Gate) -> String {
     )
 }
 
+/// Encodes a group with shared palettes fitted to (a sample of) its rows,
+/// then each member a chunk of rows at a time, releasing each member's
+/// input pages once it is written.
 #[allow(clippy::too_many_arguments)]
 fn encode_one_group<W: Write + Seek>(
     model: &SafetensorsModel,
@@ -296,52 +397,44 @@ fn encode_one_group<W: Write + Seek>(
     let regime = first.class.regime;
     let gate = Gate::for_regime(regime);
     let spec = fit_width(opts.profile.codec(regime), first.info.matrix_dims().1);
-    let codec_err = |source| EncodeError::Codec {
-        tensor: first.info.name.clone(),
-        source,
-    };
-    let loaded = group
-        .iter()
-        .map(|&i| load(model, &tensors[i]))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mats: Vec<Matrix<'_>> = loaded.iter().map(Loaded::matrix).collect();
-    let (enc, stats) = encode_measured(&mats, &spec).map_err(codec_err)?;
+    let members: Vec<&ClassifiedTensor> = group.iter().map(|&i| &tensors[i]).collect();
+    let fit = fit_members(model, &members, &spec)?;
 
-    // Per member: the gate it missed and must fall back under, or None to
-    // keep the group's codec.
-    let missed: Vec<Option<Gate>> = stats
-        .iter()
-        .map(|q| gate.filter(|g| opts.fallback && !g.passes(q)))
-        .collect();
     // The group's palettes are written once, at the first member that keeps
     // them, so a group whose every member falls back writes none.
     let mut shared: Option<GroupIds> = None;
-    for (m, &i) in group.iter().enumerate() {
+    for &i in group {
         let t = &tensors[i];
+        let (enc, q) = encode_tensor(model, t, &fit)?;
         let mut outcome = TensorOutcome {
             name: t.info.name.clone(),
             role: t.class.role,
             regime,
             codec: Some(Codec::Palette(spec)),
-            quality: Some(Quality::from(&stats[m])),
-            passed: gate.map(|g| g.passes(&stats[m])),
+            quality: Some(Quality::from(&q)),
+            passed: gate.map(|g| g.passes(&q)),
             fallbacks: Vec::new(),
         };
-        match missed[m] {
+        // The gate it missed and must fall back under, or None to keep the
+        // group's codec.
+        match gate.filter(|g| opts.fallback && !g.passes(&q)) {
             None => {
                 let objs = match shared {
                     Some(ref o) => o,
-                    None => shared.insert(w.add_group_objects(&enc, opts.fisher_z)?),
+                    None => shared
+                        .insert(w.add_group_objects(&fit.group_of(Vec::new()), opts.fisher_z)?),
                 };
-                add_encoded(w, t, &enc, m, objs, &stats[m])?;
+                add_encoded(w, t, &fit, enc, objs, &q)?;
             }
             Some(g) => {
+                drop(enc);
                 outcome
                     .fallbacks
-                    .push(miss_line(&describe_spec(&spec), &stats[m], &g));
-                fall_back(w, t, &mats[m], &spec, g, opts.fisher_z, &mut outcome)?;
+                    .push(miss_line(&describe_spec(&spec), &q, &g));
+                fall_back(model, w, t, &spec, g, opts.fisher_z, &mut outcome)?;
             }
         }
+        model.release(&t.info.name)?;
         outcomes[i] = Some(outcome);
         progress(Progress::Tensor {
             name: &t.info.name,
@@ -352,11 +445,11 @@ fn encode_one_group<W: Write + Seek>(
 }
 
 /// Walks [`fallback_chain`] until a codec meets `gate`; raw BF16 always
-/// ends the chain.
+/// ends the chain. Each codec is fitted to (a sample of) this tensor alone.
 fn fall_back<W: Write + Seek>(
+    model: &SafetensorsModel,
     w: &mut Writer<W>,
     t: &ClassifiedTensor,
-    m: &Matrix<'_>,
     spec: &CodecSpec,
     gate: Gate,
     fisher_z: bool,
@@ -366,30 +459,33 @@ fn fall_back<W: Write + Seek>(
         tensor: t.info.name.clone(),
         source,
     };
+    let (r, n_cols) = t.info.matrix_dims();
     for codec in fallback_chain(spec) {
         match codec {
             Codec::Palette(s) => {
                 // A finer codec that does not fit this tensor is skipped.
-                if s.entry_width(m.n_cols).is_err() {
+                if s.entry_width(n_cols as usize).is_err() {
                     continue;
                 }
-                let (enc, stats) =
-                    encode_measured(std::slice::from_ref(m), &s).map_err(codec_err)?;
-                let q = &stats[0];
-                if gate.passes(q) {
-                    let objs = w.add_group_objects(&enc, fisher_z)?;
-                    add_encoded(w, t, &enc, 0, &objs, q)?;
+                let fit = fit_members(model, &[t], &s)?;
+                let (enc, q) = encode_tensor(model, t, &fit)?;
+                if gate.passes(&q) {
+                    let objs = w.add_group_objects(&fit.group_of(Vec::new()), fisher_z)?;
+                    add_encoded(w, t, &fit, enc, &objs, &q)?;
                     outcome.codec = Some(codec);
-                    outcome.quality = Some(Quality::from(q));
+                    outcome.quality = Some(Quality::from(&q));
                     outcome.passed = Some(true);
                     return Ok(());
                 }
                 outcome
                     .fallbacks
-                    .push(miss_line(&codec.describe(), q, &gate));
+                    .push(miss_line(&codec.describe(), &q, &gate));
             }
             Codec::RawBf16 => {
-                let bytes = elem_bytes(m.data, ElemType::Bf16);
+                let data = model.to_f32(&t.info.name)?;
+                let m = Matrix::new(&data, r as usize, n_cols as usize)
+                    .map_err(|e| codec_err(e.into()))?;
+                let bytes = elem_bytes(&data, ElemType::Bf16);
                 w.add_raw_tensor(RawTensor {
                     name: &t.info.name,
                     dtype: Dtype::Bf16,
@@ -398,12 +494,15 @@ fn fall_back<W: Write + Seek>(
                     regime: t.class.regime,
                     bytes: &bytes,
                 })?;
-                let back: Vec<f32> = m
-                    .data
-                    .iter()
-                    .map(|&v| round_to_elem(v, ElemType::Bf16))
-                    .collect();
-                let q = row_quality(m, &back).map_err(|e| codec_err(e.into()))?;
+                drop(bytes);
+                let q = row_quality_by(&m, |r, out| {
+                    let x = &data[r * out.len()..(r + 1) * out.len()];
+                    for (o, &v) in out.iter_mut().zip(x) {
+                        *o = round_to_elem(v, ElemType::Bf16);
+                    }
+                    Ok(())
+                })
+                .map_err(codec_err)?;
                 outcome.codec = Some(codec);
                 outcome.passed = Some(gate.passes(&q));
                 outcome.quality = Some(Quality::from(&q));
@@ -414,18 +513,20 @@ fn fall_back<W: Write + Seek>(
     Ok(())
 }
 
+/// Writes `e` (encoded by `fit`) as a member of the group whose shared
+/// objects are `objs`.
 fn add_encoded<W: Write + Seek>(
     w: &mut Writer<W>,
     t: &ClassifiedTensor,
-    enc: &EncodedGroup,
-    member: usize,
+    fit: &GroupFit,
+    e: EncodedMatrix,
     objs: &GroupIds,
     q: &QualityStats,
 ) -> Result<(), EncodeError> {
     w.add_group_member(
-        enc,
+        &fit.group_of(vec![e]),
         objs,
-        member,
+        0,
         MemberInfo {
             name: &t.info.name,
             dtype: t.info.dtype,

@@ -55,7 +55,8 @@ pub struct KmeansParams {
     pub sample: usize,
     /// Lloyd iterations on the sample (stops early when no point moves).
     pub iters: usize,
-    /// Extra passes over *all* sub-vectors after the sample fit: recompute
+    /// Extra passes over all sub-vectors of the fitted rows (see
+    /// `fit_values`) after the sample fit: recompute
     /// the entries as means of everything assigned to them, then reassign.
     pub refine: usize,
     /// Rounds of joint refinement of a multi-stage palette after the greedy
@@ -66,6 +67,13 @@ pub struct KmeansParams {
     pub joint: usize,
     /// Seed of the generator that draws the sample and the k-means++ seeds.
     pub seed: u64,
+    /// At most this many values (whole rows: `max(fit_values / n_cols,
+    /// 1024)` rows) of a group train its palettes; a larger group trains on
+    /// a deterministic uniform sample of its rows (`codec::sample_rows`)
+    /// and every row is then encoded against them. This bounds encode
+    /// memory whatever the group's size: the fit holds about five f32
+    /// copies of the sample (80 MB at the default 2^22).
+    pub fit_values: usize,
 }
 
 impl Default for KmeansParams {
@@ -76,6 +84,7 @@ impl Default for KmeansParams {
             refine: 0,
             joint: 0,
             seed: 0x6868_746C_6400_0001,
+            fit_values: 1 << 20,
         }
     }
 }

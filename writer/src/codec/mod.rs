@@ -70,10 +70,10 @@ use hhtld_format::encode::stage_row_bytes;
 use hhtld_format::limits::{MAX_PALETTE_D, MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 pub use hhtld_format::ElemType;
 
-pub use encode::{encode_group, reconstruct, GroupDecoder};
+pub use encode::{encode_group, fit_group, reconstruct, sample_rows, GroupDecoder, GroupFit};
 pub use error::CodecError;
 pub use hhtld_format::quality::{
-    row_quality, row_quality_by, row_rho, Gate, Matrix, QualityError, QualityStats,
+    row_quality, row_quality_by, row_rho, Gate, Matrix, QualityAcc, QualityError, QualityStats,
 };
 pub use kmeans::KmeansParams;
 pub use profile::{describe_spec, fallback_chain, fit_width, Codec, Profile};

@@ -568,3 +568,143 @@ fn sizes_count_every_section() {
         s.codes
     );
 }
+
+/// `spec` with a small k-means sample so the many encodes below stay fast.
+fn quick(spec: CodecSpec) -> CodecSpec {
+    CodecSpec {
+        kmeans: KmeansParams {
+            sample: 512,
+            iters: 6,
+            ..spec.kmeans
+        },
+        ..spec
+    }
+}
+
+#[test]
+fn power_of_two_scaling_changes_no_code() {
+    // Every profile's codecs (and the row palette with SlotL): a tensor
+    // times 2^k, for every k in -100..=100, gets the same codes, row scales
+    // and SlotL coefficients, and palettes, basis and slot scale scaled by
+    // exactly 2^k.
+    let (rows, cols) = (40, 48);
+    let base = rand_matrix(rows, cols, 21);
+    let specs = [
+        quick(CodecSpec::fidelity()),
+        quick(CodecSpec::compact()),
+        quick(CodecSpec::vq(1, 1).with_row_scale(true)),
+        quick(CodecSpec::vq(4, 2)),
+        quick(CodecSpec {
+            k: 16,
+            ..CodecSpec::row_palette().with_slot_l(true)
+        }),
+    ];
+    for spec in specs {
+        let m = Matrix::new(&base, rows, cols).unwrap();
+        let g0 = encode_group(&[m], &spec).unwrap();
+        for k in -100i32..=100 {
+            let f = 2f32.powi(k);
+            let data: Vec<f32> = base.iter().map(|&v| v * f).collect();
+            let g = encode_group(&[Matrix::new(&data, rows, cols).unwrap()], &spec).unwrap();
+            let what = format!("{spec:?} times 2^{k}");
+            assert_eq!(g.tensors[0].codes, g0.tensors[0].codes, "{what}");
+            assert_eq!(g.tensors[0].scales, g0.tensors[0].scales, "{what}");
+            for (p, p0) in g.palettes.iter().zip(&g0.palettes) {
+                let want: Vec<f32> = p0.values.iter().map(|&v| v * f).collect();
+                assert_eq!(p.values, want, "{what}");
+            }
+            assert_eq!(g.basis, g0.basis, "{what}");
+            if let (Some(s), Some(s0)) = (&g.tensors[0].slot, &g0.tensors[0].slot) {
+                assert_eq!(s.coef, s0.coef, "{what}");
+                assert_eq!(s.slot_scale, s0.slot_scale * f, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_magnitudes_encode_as_well_as_unit_scale() {
+    // Weights near 1e30 used to overflow a squared distance and fall to
+    // rho 0.06; near 1e-30 they underflowed. Not powers of two, so the
+    // values round differently, but the quality must match unit scale.
+    let (rows, cols) = (64, 96);
+    let base = rand_matrix(rows, cols, 5);
+    for spec in [CodecSpec::fidelity(), CodecSpec::compact()] {
+        let spec = quick(spec);
+        let m0 = Matrix::new(&base, rows, cols).unwrap();
+        let q0 = row_quality(&m0, &decode_all(&encode_group(&[m0], &spec).unwrap())[0]).unwrap();
+        for scale in [1e30f32, 3.3e30, 1e-30, 7e-31] {
+            let data: Vec<f32> = base.iter().map(|&v| v * scale).collect();
+            let m = Matrix::new(&data, rows, cols).unwrap();
+            let g = encode_group(&[m], &spec).unwrap();
+            let dec = &decode_all(&g)[0];
+            assert!(dec.iter().all(|v| v.is_finite()));
+            let q = row_quality(&m, dec).unwrap();
+            assert!(
+                (q.rho_median - q0.rho_median).abs() < 2e-3 && q.rho_p5 > q0.rho_p5 - 5e-3,
+                "scale {scale:e}: {} / {} against {} / {} at unit scale",
+                q.rho_median,
+                q.rho_p5,
+                q0.rho_median,
+                q0.rho_p5
+            );
+        }
+    }
+}
+
+#[test]
+fn chunks_encode_and_measure_like_the_whole_tensor() {
+    // The pipeline encodes a tensor a run of rows at a time: the codes,
+    // scales and quality must be those of encoding it in one piece.
+    let (rows, cols) = (90, 96);
+    let data = rand_matrix(rows, cols, 8);
+    let m = Matrix::new(&data, rows, cols).unwrap();
+    for spec in [quick(CodecSpec::fidelity()), quick(CodecSpec::compact())] {
+        let fit = fit_group(&[m], &spec).unwrap();
+        let whole = fit.encode(&m).unwrap();
+        let q_whole = row_quality_by(&m, |r, o| fit.decode_row(&whole, r, o)).unwrap();
+        let mut codes = vec![Vec::new(); whole.codes.len()];
+        let mut scales = Vec::new();
+        let mut acc = QualityAcc::default();
+        for r0 in (0..rows).step_by(17) {
+            let r1 = (r0 + 17).min(rows);
+            let part = Matrix::new(&data[r0 * cols..r1 * cols], r1 - r0, cols).unwrap();
+            let e = fit.encode(&part).unwrap();
+            acc.push(&part, |r, o| fit.decode_row(&e, r, o)).unwrap();
+            for (all, c) in codes.iter_mut().zip(&e.codes) {
+                all.extend_from_slice(c);
+            }
+            scales.extend_from_slice(e.scales.as_ref().unwrap());
+        }
+        assert_eq!(codes, whole.codes);
+        assert_eq!(Some(scales), whole.scales);
+        assert_eq!(acc.finish(), q_whole);
+    }
+}
+
+#[test]
+fn a_large_group_fits_a_bounded_row_sample() {
+    // 300 rows of 64 with room for 1024 rows: all rows. With a budget of
+    // 64 values per fit, the sample is 1024 rows of a 5000-row group,
+    // increasing and deterministic, and encoding still covers every row.
+    let p = KmeansParams::default();
+    assert_eq!(sample_rows(300, 64, &p), None);
+    let small = KmeansParams {
+        fit_values: 64,
+        ..p
+    };
+    let pick = sample_rows(5000, 64, &small).unwrap();
+    assert_eq!(pick.len(), 1024);
+    assert!(pick.windows(2).all(|w| w[0] < w[1]) && pick[1023] < 5000);
+    assert_eq!(Some(pick), sample_rows(5000, 64, &small));
+    let data = rand_matrix(5000, 8, 3);
+    let spec = CodecSpec {
+        kmeans: small,
+        ..quick(CodecSpec::fidelity())
+    };
+    let m = Matrix::new(&data, 5000, 8).unwrap();
+    let g = encode_group(&[m], &spec).unwrap();
+    assert_eq!(g.tensors[0].codes[0].len(), 5000 * 2);
+    let q = row_quality(&m, &decode_all(&g)[0]).unwrap();
+    assert!(q.rho_median > 0.99, "{q:?}");
+}
