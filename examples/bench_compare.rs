@@ -256,6 +256,40 @@ fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) ->
         ));
     }
 
+    // 2b. The same tensors decoded to bf16, against copying the baseline's
+    // BF16 bytes (what a bf16 loader of safetensors does).
+    let mut bufs16: Vec<Vec<half::bf16>> = pairs
+        .iter()
+        .map(|(t, _)| vec![half::bf16::ZERO; t.numel()])
+        .collect();
+    let mut bytes_b: Vec<Vec<u8>> = pairs.iter().map(|(_, s)| vec![0u8; s.len()]).collect();
+    let m = pool1.install(|| {
+        compare(
+            reps,
+            &mut || {
+                for ((t, _), buf) in pairs.iter().zip(bufs16.iter_mut()) {
+                    t.decode_into(buf).unwrap();
+                }
+            },
+            &mut || {
+                for ((_, src), buf) in pairs.iter().zip(bytes_b.iter_mut()) {
+                    buf.copy_from_slice(src);
+                }
+            },
+        )
+    });
+    rows.push(row(
+        format!("2b decode all encoded to bf16 vs BF16 copy, 1 thread [{profile}]"),
+        m,
+        format!(
+            "{:.2} GB/s bf16 out (copy: {:.2})",
+            out_bytes / 2.0 / m.3 / 1e9,
+            out_bytes / 2.0 / m.4 / 1e9
+        ),
+        None,
+    ));
+    drop((bufs16, bytes_b));
+
     // 3. Random single rows of the token embedding.
     let t = h.tensor_by_name(TOKEN_EMBEDDING)?;
     let b = st.tensor(TOKEN_EMBEDDING)?;
@@ -330,6 +364,106 @@ fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) ->
     Ok(())
 }
 
+/// Drops `path` from the page cache (GNU dd: `posix_fadvise(DONTNEED)` on
+/// the whole file). Pages mapped by a live mapping stay, so callers hold no
+/// map of the file.
+fn evict(path: &Path) -> Result<(), Error> {
+    let st = std::process::Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status()?;
+    if !st.success() {
+        return Err(format!("dd could not evict {}", path.display()).into());
+    }
+    Ok(())
+}
+
+/// Case 5: cold load. Before every timed run both files are evicted from
+/// the page cache; the run opens the file and decodes every encoded tensor
+/// to f32 (hhtld), or maps the BF16 file and converts the same tensors
+/// (baseline). Output buffers are allocated once, outside the timing.
+fn bench_cold(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) -> Result<(), Error> {
+    let hpath = dir.join(format!("{profile}.hhtld"));
+    let bpath = dir.join("model-bf16.safetensors");
+    let (names, mut bufs) = {
+        let f = HhtldFile::open(&hpath)?;
+        let v: Vec<(String, usize)> = f
+            .tensors()
+            .filter(|t| t.encoding() == Encoding::Palette)
+            .map(|t| (t.name().to_owned(), t.numel()))
+            .collect();
+        let bufs: Vec<Vec<f32>> = v.iter().map(|(_, n)| vec![0f32; *n]).collect();
+        (v, bufs)
+    };
+    let mut bufs_b = bufs.clone();
+    let hot_h = |bufs: &mut Vec<Vec<f32>>| -> Result<(), Error> {
+        let f = HhtldFile::open(&hpath)?;
+        for ((name, _), buf) in names.iter().zip(bufs.iter_mut()) {
+            f.tensor_by_name(name)?.decode_into(buf)?;
+        }
+        Ok(())
+    };
+    let hot_b = |bufs: &mut Vec<Vec<f32>>| -> Result<(), Error> {
+        let m = map(&bpath)?;
+        let st = SafeTensors::deserialize(&m)?;
+        for ((name, _), buf) in names.iter().zip(bufs.iter_mut()) {
+            let t = st.tensor(name)?;
+            let src = t.data();
+            if buf.len() >= PAR_MIN_ELEMS {
+                buf.par_chunks_mut(PAR_TASK_ELEMS)
+                    .zip(src.par_chunks(PAR_TASK_ELEMS * 2))
+                    .for_each(|(o, s)| bf16_to_f32(s, o));
+            } else {
+                bf16_to_f32(src, buf);
+            }
+        }
+        Ok(())
+    };
+    let (mut th, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let mut one = |h: bool| -> Result<f64, Error> {
+            evict(&hpath)?;
+            evict(&bpath)?;
+            let s = Instant::now();
+            if h {
+                hot_h(&mut bufs)?;
+            } else {
+                hot_b(&mut bufs_b)?;
+            }
+            Ok(s.elapsed().as_secs_f64())
+        };
+        let (x, y) = if rep % 2 == 0 {
+            let x = one(true)?;
+            (x, one(false)?)
+        } else {
+            let y = one(false)?;
+            (one(true)?, y)
+        };
+        th.push(x);
+        tb.push(y);
+        ratios.push(y / x);
+    }
+    for v in [&mut th, &mut tb, &mut ratios] {
+        v.sort_by(f64::total_cmp);
+    }
+    let m = (
+        percentile(&ratios, 0.5),
+        percentile(&ratios, 0.25),
+        percentile(&ratios, 0.75),
+        percentile(&th, 0.5),
+        percentile(&tb, 0.5),
+    );
+    let hlen = std::fs::metadata(&hpath)?.len() as f64;
+    let blen = std::fs::metadata(&bpath)?.len() as f64;
+    rows.push(row(
+        format!("5 cold load: evict, open, decode all encoded to f32 [{profile}]"),
+        m,
+        format!("reads {:.1} MB (baseline {:.1} MB)", hlen / 1e6, blen / 1e6),
+        Some(1.8),
+    ));
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let mut dir: Option<PathBuf> = None;
@@ -362,6 +496,8 @@ fn main() -> Result<(), Error> {
             continue;
         }
         bench_profile(&dir, p, reps, &mut rows)?;
+        // After bench_profile: its maps are gone, so eviction can drop the pages.
+        bench_cold(&dir, p, reps.min(11), &mut rows)?;
     }
     println!(
         "ratio = baseline (BF16 safetensors) time / hhtld time, median of {reps} interleaved repetitions [p25-p75]; > 1: hhtld faster; {} rayon threads for 'all cores'\n",

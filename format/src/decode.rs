@@ -9,7 +9,7 @@
 use half::{bf16, f16};
 use thiserror::Error;
 
-use crate::limits::SLOT_L_DIMS;
+use crate::limits::{MAX_STAGES, SLOT_L_DIMS};
 
 /// A typed slice of stored elements (palette entries or basis rows).
 #[derive(Debug, Clone, Copy)]
@@ -512,6 +512,312 @@ fn add_slot<T: Elem>(coef: &[i8; SLOT_L_DIMS], basis: &[T], slot_scale: f32, out
     }
 }
 
+/// One stage of a tensor, for [`Prepared::new`]: its palette and where its
+/// codes sit in a row's `stride` code bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct StageSpec<'a> {
+    /// All `2^bits * d` stored palette elements, entry-major.
+    pub palette: ElemSlice<'a>,
+    /// Palette entry width.
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Offset of the stage's codes in the row's code bytes.
+    pub code_offset: usize,
+}
+
+/// Entries at most this wide are widened to f32 by [`Prepared`] (a
+/// 256-entry palette is then at most 16 KiB); wider ones are read in place.
+const WIDEN_MAX_D: usize = 16;
+
+/// A stage's palette as [`Prepared`] holds it.
+#[derive(Debug, Clone)]
+enum PalData<'a> {
+    /// Widened to f32; stage 0's entries are stored as `0.0 + v`.
+    Wide(Vec<f32>),
+    /// As stored.
+    Stored(ElemSlice<'a>),
+}
+
+#[derive(Debug, Clone)]
+struct PreparedStage<'a> {
+    pal: PalData<'a>,
+    d: usize,
+    bits: u8,
+    code_offset: usize,
+    cb: usize,
+}
+
+/// A tensor's stages checked once and prepared for decoding many rows, with
+/// results bit-identical to [`decode_row`].
+///
+/// Palettes of entries up to 16 wide are widened to f32 once (exact), and
+/// stage 0's entries are stored as `0.0 + v`, the first addition of spec
+/// §4, so the per-row loop is one load per stage, the adds, the scale and a
+/// store. The loop for one or two 8-bit stages of one width handles four
+/// sub-vectors per iteration.
+///
+/// ```
+/// use hhtld_format::decode::{decode_row, ElemSlice, Prepared, StageRow, StageSpec};
+/// let pal: Vec<f32> = (0..256 * 2).map(|i| i as f32 * 0.25).collect();
+/// let spec = StageSpec { palette: ElemSlice::F32(&pal), d: 2, bits: 8, code_offset: 0 };
+/// let prepared = Prepared::new(&[spec], 6).unwrap();
+/// let codes = [3u8, 0, 255];
+/// let (mut a, mut b) = ([0f32; 6], [0f32; 6]);
+/// prepared.decode_row(&codes, Some(0.5), None, &mut a).unwrap();
+/// let stage = StageRow { palette: ElemSlice::F32(&pal), d: 2, bits: 8, codes: &codes };
+/// decode_row(&[stage], Some(0.5), None, &mut b).unwrap();
+/// assert_eq!(a, b);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    stages: Vec<PreparedStage<'a>>,
+    n_cols: usize,
+    /// Every stage is 8-bit, widened, of one width in {1, 2, 4, 8, 16},
+    /// and there are one or two.
+    fused: bool,
+}
+
+impl<'a> Prepared<'a> {
+    /// Checks the stages against a row of `n_cols` (the checks
+    /// [`decode_row`] makes on every row) and widens the narrow palettes.
+    pub fn new(stages: &[StageSpec<'a>], n_cols: usize) -> Result<Prepared<'a>, KernelError> {
+        let mut out = Vec::with_capacity(stages.len());
+        for (stage, st) in stages.iter().enumerate() {
+            let cb = code_bytes(n_cols, st.d, st.bits).unwrap_or(0);
+            let row = StageRow {
+                palette: st.palette,
+                d: st.d,
+                bits: st.bits,
+                codes: &[],
+            };
+            // Everything but the codes, which are checked per row.
+            match check_stage(stage, &row, n_cols) {
+                Ok(()) | Err(KernelError::CodesLen { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let pal = if st.d <= WIDEN_MAX_D {
+                let mut v: Vec<f32> = (0..st.palette.len())
+                    .map(|i| st.palette.get_f32(i).unwrap_or(0.0))
+                    .collect();
+                if stage == 0 {
+                    for x in v.iter_mut() {
+                        *x += 0.0; // exactly the spec's `0 + P0[c]`, once
+                    }
+                }
+                PalData::Wide(v)
+            } else {
+                PalData::Stored(st.palette)
+            };
+            out.push(PreparedStage {
+                pal,
+                d: st.d,
+                bits: st.bits,
+                code_offset: st.code_offset,
+                cb,
+            });
+        }
+        let fused = matches!(out.len(), 1 | 2)
+            && out
+                .iter()
+                .all(|s| s.bits == 8 && s.d == out[0].d && matches!(s.pal, PalData::Wide(_)))
+            && matches!(out[0].d, 1 | 2 | 4 | 8 | 16);
+        Ok(Prepared {
+            stages: out,
+            n_cols,
+            fused,
+        })
+    }
+
+    /// The row width this was prepared for.
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Decodes one row from its code bytes (every stage's, at the offsets
+    /// given to [`Prepared::new`]) into `out` (`n_cols` values), exactly as
+    /// [`decode_row`] does.
+    pub fn decode_row(
+        &self,
+        row_codes: &[u8],
+        scale: Option<f32>,
+        slot: Option<&SlotRow<'_>>,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let n_cols = self.n_cols;
+        if out.len() != n_cols {
+            return Err(KernelError::Width {
+                stage: 0,
+                d: self.stages.first().map_or(0, |s| s.d),
+                n_cols: out.len(),
+            });
+        }
+        let mut codes: [&[u8]; MAX_STAGES] = [&[]; MAX_STAGES];
+        for (i, st) in self.stages.iter().enumerate() {
+            let c = row_codes
+                .get(st.code_offset..st.code_offset.saturating_add(st.cb))
+                .ok_or(KernelError::CodesLen {
+                    stage: i,
+                    expected: st.cb,
+                    got: row_codes.len().saturating_sub(st.code_offset),
+                })?;
+            if let Some(dst) = codes.get_mut(i) {
+                *dst = c;
+            }
+        }
+        if let Some(sl) = slot {
+            let expected = SLOT_L_DIMS * n_cols;
+            if sl.basis.len() != expected {
+                return Err(KernelError::BasisLen {
+                    expected,
+                    got: sl.basis.len(),
+                });
+            }
+        }
+        if self.fused {
+            self.fused_row(&codes, scale, out);
+        } else {
+            out.fill(0.0);
+            for (st, c) in self.stages.iter().zip(codes) {
+                match &st.pal {
+                    PalData::Wide(p) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::F32(p)) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::F16(p)) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::Bf16(p)) => add_stage(p, st.d, st.bits, c, out),
+                }
+            }
+            if let Some(s) = scale {
+                for v in out.iter_mut() {
+                    *v *= s;
+                }
+            }
+        }
+        if let Some(sl) = slot {
+            add_slot_any(sl, out);
+        }
+        Ok(())
+    }
+
+    fn fused_row(&self, codes: &[&[u8]; MAX_STAGES], scale: Option<f32>, out: &mut [f32]) {
+        let wide = |i: usize| match self.stages.get(i).map(|s| &s.pal) {
+            Some(PalData::Wide(p)) => p.as_slice(),
+            _ => &[],
+        };
+        let d = self.stages[0].d;
+        let (p, q) = (wide(0), wide(self.stages.len() - 1));
+        let (a, b) = (codes[0], codes[self.stages.len() - 1]);
+        let two = self.stages.len() == 2;
+        match d {
+            1 => wide_d::<1>(p, q, a, b, two, scale, out),
+            2 => wide_d::<2>(p, q, a, b, two, scale, out),
+            4 => wide_d::<4>(p, q, a, b, two, scale, out),
+            8 => wide_d::<8>(p, q, a, b, two, scale, out),
+            _ => wide_d::<16>(p, q, a, b, two, scale, out),
+        }
+    }
+}
+
+/// One or two widened 8-bit stages of width `D`; `p` already holds
+/// `0 + P0`, so a value is `(p + q) x scale`, the spec's order.
+#[inline(always)]
+fn wide_d<const D: usize>(
+    p: &[f32],
+    q: &[f32],
+    a: &[u8],
+    b: &[u8],
+    two: bool,
+    scale: Option<f32>,
+    out: &mut [f32],
+) {
+    let (Some(p), Some(q)) = (entries::<f32, D>(p), entries::<f32, D>(q)) else {
+        return; // unreachable: Prepared::new checked 256 * D elements
+    };
+    let (full, tail) = out.as_chunks_mut::<D>();
+    let n_full = full.len();
+    match (two, scale) {
+        (false, None) => wide_one(p, a, full, |x| x),
+        (false, Some(s)) => wide_one(p, a, full, |x| x * s),
+        (true, None) => wide_two(p, q, a, b, full, |x| x),
+        (true, Some(s)) => wide_two(p, q, a, b, full, |x| x * s),
+    }
+    if !tail.is_empty() {
+        // The last, partial sub-vector: the head of each entry.
+        let ps: &[&[[f32; D]; 256]] = if two { &[p, q] } else { &[p] };
+        let cs = [a, b];
+        for (k, v) in tail.iter_mut().enumerate() {
+            let mut acc = 0.0f32;
+            for (pal, c) in ps.iter().zip(cs) {
+                if let Some(&i) = c.get(n_full) {
+                    acc += pal[i as usize][k];
+                }
+            }
+            // `acc` starts at +0 and adds `0 + P0`: the same sums.
+            *v = match scale {
+                Some(s) => acc * s,
+                None => acc,
+            };
+        }
+    }
+}
+
+/// Sub-vectors four at a time: fewer loop branches per output.
+#[inline(always)]
+fn wide_one<const D: usize>(
+    p: &[[f32; D]; 256],
+    a: &[u8],
+    out: &mut [[f32; D]],
+    f: impl Fn(f32) -> f32,
+) {
+    let n = out.len().min(a.len());
+    let (out, a) = (&mut out[..n], &a[..n]);
+    let (o4, o_rest) = out.as_chunks_mut::<4>();
+    let (a4, a_rest) = a.as_chunks::<4>();
+    for (o, c) in o4.iter_mut().zip(a4) {
+        for u in 0..4 {
+            let e = &p[c[u] as usize];
+            for k in 0..D {
+                o[u][k] = f(e[k]);
+            }
+        }
+    }
+    for (o, &c) in o_rest.iter_mut().zip(a_rest) {
+        let e = &p[c as usize];
+        for k in 0..D {
+            o[k] = f(e[k]);
+        }
+    }
+}
+
+#[inline(always)]
+fn wide_two<const D: usize>(
+    p: &[[f32; D]; 256],
+    q: &[[f32; D]; 256],
+    a: &[u8],
+    b: &[u8],
+    out: &mut [[f32; D]],
+    f: impl Fn(f32) -> f32,
+) {
+    let n = out.len().min(a.len()).min(b.len());
+    let (out, a, b) = (&mut out[..n], &a[..n], &b[..n]);
+    let (o4, o_rest) = out.as_chunks_mut::<4>();
+    let (a4, a_rest) = a.as_chunks::<4>();
+    let (b4, b_rest) = b.as_chunks::<4>();
+    for ((o, ca), cb) in o4.iter_mut().zip(a4).zip(b4) {
+        for u in 0..4 {
+            let (e, g) = (&p[ca[u] as usize], &q[cb[u] as usize]);
+            for k in 0..D {
+                o[u][k] = f(e[k] + g[k]);
+            }
+        }
+    }
+    for ((o, &i), &j) in o_rest.iter_mut().zip(a_rest).zip(b_rest) {
+        let (e, g) = (&p[i as usize], &q[j as usize]);
+        for k in 0..D {
+            o[k] = f(e[k] + g[k]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,6 +1049,103 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn prepared_rows_match_decode_row_bit_for_bit() {
+        use crate::ElemType;
+        let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut checked = 0;
+        for elem in [ElemType::F32, ElemType::F16, ElemType::Bf16] {
+            for shapes in [
+                &[(1usize, 8u8)][..],
+                &[(2, 8)],
+                &[(4, 8), (4, 8)],
+                &[(8, 8), (8, 8)],
+                &[(16, 8)],
+                &[(4, 8), (48, 4)],
+                &[(1, 4)],
+                &[(3, 8), (3, 8)],
+                &[(4, 8), (4, 4), (2, 8)],
+                &[(20, 8)],
+            ] {
+                for n in [48usize, 49, 52, 67, 100] {
+                    let pals: Vec<_> = shapes
+                        .iter()
+                        .enumerate()
+                        .map(|(s, &(d, b))| typed(&with_zeros((1 << b) * d, s as u32 + 1), elem))
+                        .collect();
+                    let mut specs = Vec::new();
+                    let mut offset = 0;
+                    for (p, &(d, b)) in pals.iter().zip(shapes) {
+                        specs.push(StageSpec {
+                            palette: slice_of(p, elem),
+                            d,
+                            bits: b,
+                            code_offset: offset,
+                        });
+                        offset += code_bytes(n, d, b).unwrap();
+                    }
+                    let prepared = Prepared::new(&specs, n).unwrap();
+                    let basis: Vec<f32> = pattern(8 * n, 5);
+                    let slot = SlotRow {
+                        coef: &[1, -2, 3, -4, 5, -6, 7, -8],
+                        basis: ElemSlice::F32(&basis),
+                        slot_scale: 0.5,
+                    };
+                    for seed in 0..3usize {
+                        let row: Vec<u8> = (0..offset)
+                            .map(|i| (i * (37 + 54 * seed) + 11 + seed) as u8)
+                            .collect();
+                        let stages: Vec<StageRow<'_>> = specs
+                            .iter()
+                            .map(|s| StageRow {
+                                palette: s.palette,
+                                d: s.d,
+                                bits: s.bits,
+                                codes: &row[s.code_offset
+                                    ..s.code_offset + code_bytes(n, s.d, s.bits).unwrap()],
+                            })
+                            .collect();
+                        for scale in [None, Some(0.75f32), Some(-1.5)] {
+                            for sl in [None, Some(&slot)] {
+                                let mut want = vec![f32::NAN; n];
+                                decode_row(&stages, scale, sl, &mut want).unwrap();
+                                let mut got = vec![f32::NAN; n];
+                                prepared.decode_row(&row, scale, sl, &mut got).unwrap();
+                                assert_eq!(
+                                    bits_of(&got),
+                                    bits_of(&want),
+                                    "{elem:?} {shapes:?} n {n} scale {scale:?}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                        // Short code bytes and a wrong row width are errors.
+                        let mut out = vec![0f32; n];
+                        assert!(matches!(
+                            prepared.decode_row(&row[..offset - 1], None, None, &mut out),
+                            Err(KernelError::CodesLen { .. })
+                        ));
+                        let mut wrong = vec![0f32; n + 1];
+                        assert!(prepared.decode_row(&row, None, None, &mut wrong).is_err());
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000);
+        // Shapes are checked once, up front.
+        let pal = vec![0f32; 100];
+        let bad = StageSpec {
+            palette: ElemSlice::F32(&pal),
+            d: 4,
+            bits: 8,
+            code_offset: 0,
+        };
+        assert!(matches!(
+            Prepared::new(&[bad], 8),
+            Err(KernelError::PaletteLen { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use hhtld_format::decode::{
-    decode_row, n_sub, unpack_code, ElemSlice, KernelError, SlotRow, StageRow,
+    decode_row, n_sub, unpack_code, ElemSlice, KernelError, Prepared, SlotRow, StageRow, StageSpec,
 };
 use hhtld_format::error::TensorId;
 use hhtld_format::limits::{MAX_STAGES, SLOT_L_DIMS};
@@ -76,6 +76,8 @@ struct Decoder<'a> {
     n_stages: usize,
     scale: Option<(&'a [u8], ElemType)>,
     slot: Option<(&'a [u8], ElemSlice<'a>, f32)>,
+    /// The stages widened once, for decoding many rows.
+    prepared: Option<Prepared<'a>>,
 }
 
 thread_local! {
@@ -85,9 +87,37 @@ thread_local! {
 }
 
 impl<'a> Decoder<'a> {
+    /// Widens the palettes for many rows (a few KiB per tensor).
+    fn prepare(mut self, n_cols: usize) -> Result<Self, KernelError> {
+        let specs: Vec<StageSpec<'a>> = self.stages[..self.n_stages]
+            .iter()
+            .map(|(st, pal)| StageSpec {
+                palette: *pal,
+                d: st.d,
+                bits: st.bits,
+                code_offset: st.code_offset,
+            })
+            .collect();
+        self.prepared = Some(Prepared::new(&specs, n_cols)?);
+        Ok(self)
+    }
+
     fn row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
         let start = r * self.stride;
         let codes = self.data.get(start..start + self.stride).unwrap_or(&[]);
+        if let Some(p) = &self.prepared {
+            let scale = self.scale.and_then(|(b, e)| read_elem(b, e, r));
+            let coef = self.slot.and_then(|(b, ..)| slot_coef(b, r));
+            let slot = match (&self.slot, coef) {
+                (Some((_, basis, slot_scale)), Some(coef)) => Some(SlotRow {
+                    coef,
+                    basis: *basis,
+                    slot_scale: *slot_scale,
+                }),
+                _ => None,
+            };
+            return p.decode_row(codes, scale, slot.as_ref(), out);
+        }
         let mut rows: [StageRow<'a>; MAX_STAGES] = [StageRow {
             palette: ElemSlice::F32(&[]),
             d: 1,
@@ -348,7 +378,15 @@ impl<'a> TensorView<'a> {
                 .as_ref()
                 .map(|s| (self.section_bytes(s.range.clone()), s.elem)),
             slot,
+            prepared: None,
         })
+    }
+
+    /// [`TensorView::decoder`] with the palettes widened, for many rows.
+    fn prepared_decoder(&self) -> Result<Decoder<'a>, ReaderError> {
+        self.decoder()?
+            .prepare(self.t().n_cols)
+            .map_err(|source| self.kernel_error(0, source))
     }
 
     fn check_float(&self) -> Result<(), ReaderError> {
@@ -450,7 +488,7 @@ impl<'a> TensorView<'a> {
     pub fn row_decoder(&self) -> Result<RowDecoder<'a>, ReaderError> {
         self.check_float()?;
         let dec = match self.t().encoding {
-            Encoding::Palette => Some(self.decoder()?),
+            Encoding::Palette => Some(self.prepared_decoder()?),
             Encoding::Raw => None,
         };
         Ok(RowDecoder {
@@ -492,7 +530,17 @@ impl<'a> TensorView<'a> {
                 Ok(())
             }
             Encoding::Palette => {
-                let dec = self.decoder()?;
+                // Widening costs about one palette's elements: worth it
+                // once the output is several times that.
+                let pal_elems: usize = (0..t.stages().len())
+                    .filter_map(|s| self.stage_palette(s).ok())
+                    .map(|p| p.entries().len())
+                    .sum();
+                let dec = if out.len() >= 4 * pal_elems {
+                    self.prepared_decoder()?
+                } else {
+                    self.decoder()?
+                };
                 let rows_per_task = (PAR_TASK_ELEMS / n_cols).max(1);
                 let run = |(i, chunk): (usize, &mut [O])| {
                     dec.rows(rows.start + i * rows_per_task, chunk, n_cols)
