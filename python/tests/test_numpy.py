@@ -4,6 +4,8 @@ import json
 import shutil
 import struct
 import sys
+import threading
+import time
 
 import ml_dtypes
 import numpy as np
@@ -370,3 +372,31 @@ def test_pt_without_torch_is_a_clear_import_error(minilm, monkeypatch):
         hhtld.safe_open(enc, framework="pt")
     with pytest.raises(ImportError, match="PyTorch"):
         hhtld.torch.load_file(enc)
+
+
+def test_decoding_releases_the_gil(root):
+    # A 256 MiB decode in one thread; the main thread keeps running Python
+    # meanwhile. Were the GIL held, its longest pause would be a whole decode.
+    f = hhtld.safe_open(root / "spec" / "vectors" / "guarded" / "bomb.hhtld", max_expansion=4096)
+    done = threading.Event()
+    took = []
+
+    def work():
+        for _ in range(3):
+            t = time.perf_counter()
+            f.get_tensor("bomb.weight", dtype="float32")
+            took.append(time.perf_counter() - t)
+        done.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    last = time.perf_counter()
+    longest = 0.0
+    while not done.is_set():
+        now = time.perf_counter()
+        longest = max(longest, now - last)
+        last = now
+    th.join()
+    f.close()
+    assert len(took) == 3
+    assert longest < 0.5 * min(took), (longest, took)
