@@ -11,18 +11,32 @@
 //! Every type in this crate's API is re-exported here, so a loader needs no
 //! other hhtld crate; the format crate itself is [`mod@format`].
 //!
+//! Whole-tensor decodes are refused, before anything is allocated, when
+//! they would produce more than [`DEFAULT_MAX_EXPANSION`] times the file's
+//! length in bytes (spec §7 "Expansion limit", a guard against
+//! decompression bombs); [`HhtldFile::with_max_expansion`] raises it.
+//!
 //! ```
 //! # fn main() -> Result<(), hhtld_reader::ReaderError> {
-//! use hhtld_reader::{bf16, Encoding, HhtldFile};
-//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/valid/palette-f32-8bit.hhtld");
-//! let file = HhtldFile::open(path)?;
-//! file.view().verify()?;
-//! for t in file.tensors() {
+//! use hhtld_reader::{bf16, Encoding, HhtldFile, TensorHandle};
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/valid/mixed.hhtld");
+//! let file = HhtldFile::open(path)?; // validates the structure
+//! file.view().verify()?; // every section CRC
+//!
+//! // Owned handles: keep them in a loader, send them to other threads.
+//! let tensors: Vec<TensorHandle> = file.tensors().collect();
+//! for t in &tensors {
+//!     println!("{} {:?} {} {}", t.name(), t.shape(), t.dtype(), t.encoding());
 //!     if t.encoding() == Encoding::Palette {
-//!         let w: Vec<bf16> = t.decode_as()?;
+//!         let w: Vec<bf16> = t.decode_as()?; // whole tensor, rounded once to bf16
 //!         assert_eq!(w.len(), t.numel());
+//!         let mut first = vec![0f32; t.n_cols()]; // one row, f32
+//!         t.decode_row_into(0, &mut first)?;
+//!         assert_eq!(bf16::from_f32(first[0]), w[0]);
 //!     }
 //! }
+//! let t = file.tensor_by_name(tensors[0].name())?; // an indexed lookup
+//! assert_eq!(t.index(), 0);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
