@@ -14,7 +14,7 @@ use bench_support::SplitMix;
 use std::hint::black_box;
 use std::time::Instant;
 
-use hhtld_format::Regime;
+use hhtld_format::{Regime, Role};
 use hhtld_writer::codec::{encode_group, Matrix};
 use hhtld_writer::pipeline::Profile;
 
@@ -84,7 +84,7 @@ fn main() -> Result<(), Error> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let spec = Profile::Fidelity.codec(Regime::Argmax);
+    let spec = Profile::Fidelity.codec(Role::AttnQ, Regime::Argmax);
     println!(
         "encode_group, fidelity codec ({}), {N_COLS} columns, {threads} threads, median of {reps}",
         hhtld_writer::pipeline::describe_spec(&spec)

@@ -11,6 +11,15 @@ Rust `hhtld eval`; both must compute the figures defined here, and agree to 0.00
 OTHER may also be a `.hhtld` file: it is decoded to F32 safetensors first with
 `$HHTLD_BIN decode` (default `hhtld` on PATH).
 
+    "$HHTLD_PYTHON" scripts/reference_eval.py ORIGINAL.safetensors --anchors --tokenizer ... --text ...
+
+evaluates round-to-nearest anchors of ORIGINAL instead: int8 per row, int5 in groups of 32,
+int4 in groups of 32 along each row (symmetric, scale = absmax / (2^(b-1) - 1) stored as f16,
+codes clamped to [-2^(b-1), 2^(b-1) - 1]), applied to every float tensor of 2 or more
+dimensions; 1-D tensors stay as they are. Their "ratio" is a BF16 copy of every tensor (float
+tensors 2 bytes per element, others as stored) over b/8 bytes per quantised weight plus 2
+bytes per group scale plus the unquantised tensors as stored.
+
 Model (BERT, post-LayerNorm, as in the original paper and HF `BertModel`):
 - tokens: the `tokenizers` package loads tokenizer.json; its own padding and truncation
   settings are turned off; special tokens ([CLS] ... [SEP]) are added; a sentence longer than
@@ -276,10 +285,49 @@ def default_config(tokenizer_path: str) -> dict:
     return {}
 
 
+ANCHORS = (("int8 per row", 8, None), ("int5 g32", 5, 32), ("int4 g32", 4, 32))
+
+
+def rtn(w: np.ndarray, bits: int, group: int | None) -> np.ndarray:
+    """Symmetric round-to-nearest of a matrix's rows in groups of `group` columns (None: whole
+    row), f16 scale per group, as the docstring defines."""
+    rows, cols = w.shape[0], int(np.prod(w.shape[1:]))
+    g = group or cols
+    n = -(-cols // g)
+    x = np.zeros((rows, n * g), dtype=np.float32)
+    x[:, :cols] = w.reshape(rows, cols)
+    x = x.reshape(rows, n, g)
+    qmax = 2 ** (bits - 1) - 1
+    scale = (np.abs(x).max(-1, keepdims=True) / qmax).astype(np.float16).astype(np.float32)
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(x / scale), -qmax - 1, qmax) * scale
+    return q.reshape(rows, n * g)[:, :cols].reshape(w.shape)
+
+
+def anchor(w: dict[str, np.ndarray], raw_bytes: dict[str, int], bits: int, group: int | None):
+    """(weights, ratio vs a BF16 copy) of one anchor."""
+    out, size, bf16 = {}, 0, 0
+    for name, t in w.items():
+        floating = t.dtype.kind == "f"
+        bf16 += t.size * 2 if floating else t.nbytes
+        if floating and t.ndim >= 2:
+            out[name] = rtn(t, bits, group)
+            cols = int(np.prod(t.shape[1:]))
+            groups = t.shape[0] * -(-cols // (group or cols))
+            size += t.size * bits / 8 + groups * 2
+        else:
+            out[name] = t
+            size += raw_bytes[name]
+    return out, bf16 / size
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("original", help="original weights (safetensors)")
-    ap.add_argument("other", help="weights to compare (safetensors, or .hhtld via `hhtld decode`)")
+    ap.add_argument("other", nargs="?",
+                    help="weights to compare (safetensors, or .hhtld via `hhtld decode`)")
+    ap.add_argument("--anchors", action="store_true",
+                    help="instead of OTHER, evaluate round-to-nearest anchors of ORIGINAL")
     ap.add_argument("--tokenizer", required=True, help="tokenizer.json of the model")
     ap.add_argument("--text", required=True, help="one sentence per line")
     ap.add_argument("--config", help="config.json (default: beside the tokenizer, else MiniLM's)")
@@ -297,7 +345,30 @@ def main(argv=None) -> int:
     if not ids:
         print(f"error: {args.text}: no sentences", file=sys.stderr)
         return 2
-    e = embed(Bert(load_weights(args.original), config), ids)
+    if (args.other is None) == (not args.anchors):
+        print("error: give OTHER or --anchors (one of them)", file=sys.stderr)
+        return 2
+    original = load_weights(args.original)
+    e = embed(Bert(original, config), ids)
+    if args.anchors:
+        from safetensors import safe_open
+
+        with safe_open(args.original, "numpy") as f:
+            raw = {k: f.get_tensor(k).nbytes for k in f.keys()}
+        rows = []
+        for label, bits, group in ANCHORS:
+            w, ratio = anchor(original, raw, bits, group)
+            r = compare(e, embed(Bert(w, config), ids))
+            rows.append({"weights": label, "ratio": ratio, **r})
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(f"{'weights':14} {'ratio':>7} {'cos_mean':>9} {'cos_p1':>9} {'cos_min':>9} "
+                  f"{'top10':>7} {'spearman':>9}")
+            for r in rows:
+                print(f"{r['weights']:14} {r['ratio']:6.2f}: {r['cos_mean']:9.5f} {r['cos_p1']:9.5f} "
+                      f"{r['cos_min']:9.5f} {r['top10_overlap']:7.3f} {r['spearman']:9.5f}")
+        return 0
     f = embed(Bert(load_weights(args.other), config), ids)
     r = compare(e, f)
     if args.json:

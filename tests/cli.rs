@@ -96,10 +96,26 @@ fn odd_model(dir: &Dir) -> String {
 
 #[test]
 fn odd_shapes_encode_decode_and_verify_end_to_end() {
+    odd_shapes_with_profile("fidelity");
+}
+
+#[test]
+fn odd_shapes_work_under_the_near_lossless_profile() {
+    odd_shapes_with_profile("near-lossless");
+}
+
+#[test]
+fn odd_shapes_work_under_the_compact_profile() {
+    odd_shapes_with_profile("compact");
+}
+
+/// Widths that are not a multiple of d, a 3-D weight, a single row and a
+/// single column through encode, inspect, verify and decode.
+fn odd_shapes_with_profile(profile: &str) {
     let dir = Dir::new();
     let input = odd_model(&dir);
     let out = dir.s("out.hhtld");
-    let enc = hhtld(&["encode", &input, "-o", &out, "--json"]);
+    let enc = hhtld(&["encode", &input, "-o", &out, "--profile", profile, "--json"]);
     assert_ok(&enc);
     let summary = stdout_json(&enc);
     let by_name = |n: &str| {

@@ -63,8 +63,9 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
     assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
     let enc_ratio = s["encoded_ratio"].as_f64().unwrap();
     let file_ratio = s["file_ratio"].as_f64().unwrap();
-    assert!(enc_ratio >= 3.9, "encoded tensors at {enc_ratio:.3}:1");
-    assert!(file_ratio >= 3.5, "whole file at {file_ratio:.3}:1");
+    // Per-role allocation (issue 9): measured 3.33 / 3.29.
+    assert!(enc_ratio >= 3.25, "encoded tensors at {enc_ratio:.3}:1");
+    assert!(file_ratio >= 3.2, "whole file at {file_ratio:.3}:1");
 
     // inspect shows the stored quality without the original, and agrees on
     // the size accounting with the encoder.
@@ -186,5 +187,35 @@ fn compact_profile_is_smaller_and_meets_every_gate() {
         .find(|r| r["regime"] == "argmax")
         .unwrap();
     let ratio = argmax["ratio"].as_f64().unwrap();
-    assert!(ratio >= 7.0, "compact argmax ratio {ratio:.2}:1");
+    assert!(ratio >= 3.8, "compact argmax ratio {ratio:.2}:1");
+    let file = s["file_ratio"].as_f64().unwrap();
+    assert!(file >= 4.5, "compact whole file {file:.2}:1");
+}
+
+#[test]
+fn near_lossless_profile_is_about_two_to_one_and_meets_every_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmp(&dir, "near-lossless.hhtld");
+    let enc = hhtld(&[
+        "encode",
+        model(),
+        "-o",
+        &out,
+        "--profile",
+        "near-lossless",
+        "--require-gates",
+        "--json",
+    ]);
+    assert_ok(&enc);
+    let s = stdout_json(&enc);
+    assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
+    let file = s["file_ratio"].as_f64().unwrap();
+    assert!(file >= 1.95, "near-lossless whole file {file:.3}:1");
+    // Scalar 8-bit palettes with row scales: every encoded tensor is close
+    // to exact (per-row rho median >= 0.9999 on MiniLM).
+    for t in s["tensors"].as_array().unwrap() {
+        if let Some(rho) = t["rho_median"].as_f64() {
+            assert!(rho >= 0.999, "{t}");
+        }
+    }
 }

@@ -396,7 +396,10 @@ fn encode_one_group<W: Write + Seek>(
     let first = &tensors[group[0]];
     let regime = first.class.regime;
     let gate = Gate::for_regime(regime);
-    let spec = fit_width(opts.profile.codec(regime), first.info.matrix_dims().1);
+    let spec = fit_width(
+        opts.profile.codec(first.class.role, regime),
+        first.info.matrix_dims().1,
+    );
     let members: Vec<&ClassifiedTensor> = group.iter().map(|&i| &tensors[i]).collect();
     let fit = fit_members(model, &members, &spec)?;
 

@@ -313,6 +313,43 @@ fn sample(points: &[f32], d: usize, m: usize, rng: &mut SplitMix64) -> Vec<f32> 
     out
 }
 
+/// One point in this many of a training sample is reserved for the points
+/// of largest norm. A uniform sample misses the few outlier weights real
+/// models have (MiniLM's FFN output rows hold single weights at 30-40x the
+/// row's RMS); without them no palette entry reaches them, and their error
+/// dominates the layer's output error.
+const TAIL_SHARE: usize = 64;
+
+/// Appends the `t` points of `points` with the largest squared norm (ties:
+/// lower index first) to `out`, in index order.
+fn append_largest(out: &mut Vec<f32>, points: &[f32], d: usize, t: usize) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    if t == 0 {
+        return;
+    }
+    // Min-heap of the t largest (norm, Reverse(index)) seen so far.
+    let mut heap: BinaryHeap<Reverse<(u32, Reverse<usize>)>> = BinaryHeap::with_capacity(t + 1);
+    for (i, x) in points.chunks_exact(d).enumerate() {
+        let norm: f32 = x.iter().map(|v| v * v).sum();
+        // Non-negative finite f32s order like their bit patterns.
+        let key = (norm.to_bits(), Reverse(i));
+        if heap.len() < t {
+            heap.push(Reverse(key));
+        } else if let Some(Reverse(min)) = heap.peek() {
+            if key > *min {
+                heap.pop();
+                heap.push(Reverse(key));
+            }
+        }
+    }
+    let mut idx: Vec<usize> = heap.into_iter().map(|Reverse((_, Reverse(i)))| i).collect();
+    idx.sort_unstable();
+    for i in idx {
+        out.extend_from_slice(&points[i * d..i * d + d]);
+    }
+}
+
 /// k-means++ seeding. Stops early (fewer entries) when every point already
 /// coincides with a chosen entry, so `k` shrinks to the number of distinct
 /// points when there are fewer than `k`.
@@ -397,7 +434,10 @@ pub(crate) fn quantise(
     let m = params.sample.max(k).min(n);
     let owned;
     let train: &[f32] = if m < n {
-        owned = sample(points, d, m, &mut rng);
+        let tail = m / TAIL_SHARE;
+        let mut v = sample(points, d, m - tail, &mut rng);
+        append_largest(&mut v, points, d, tail);
+        owned = v;
         &owned
     } else {
         points
@@ -485,6 +525,38 @@ mod tests {
         let mut dists = vec![0f32; 10];
         assign(&Searcher::new(&cent, 4), &pts, &mut codes, &mut dists);
         assert!(codes.iter().all(|&c| c == 0));
+    }
+
+    #[test]
+    fn append_largest_takes_the_largest_norms_in_index_order() {
+        let pts = [0.1f32, 0.0, 5.0, 0.0, 0.2, 0.1, -6.0, 1.0, 5.0, 0.0];
+        let mut out = vec![9.0f32, 9.0];
+        append_largest(&mut out, &pts, 2, 3);
+        // norms: 0.01, 25, 0.05, 37, 25 -> indices 1, 3, 4
+        assert_eq!(out, vec![9.0, 9.0, 5.0, 0.0, -6.0, 1.0, 5.0, 0.0]);
+        let mut none = Vec::new();
+        append_largest(&mut none, &pts, 2, 0);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn rare_outliers_get_an_entry_even_when_training_on_a_sample() {
+        // 200 000 small values and 20 at 40x: a uniform sample of 4096
+        // almost surely misses them; the reserved tail keeps them.
+        let mut rng = SplitMix64::new(11);
+        let mut pts: Vec<f32> = (0..200_000).map(|_| rng.next_f64() as f32 - 0.5).collect();
+        for i in 0..20 {
+            pts[i * 9_973] = 20.0;
+        }
+        let params = KmeansParams {
+            sample: 4096,
+            ..KmeansParams::default()
+        };
+        let (cent, codes) = quantise(&pts, 1, 16, &params, &ok_round).unwrap();
+        for i in 0..20 {
+            let got = cent[codes[i * 9_973] as usize];
+            assert!((got - 20.0).abs() < 0.5, "outlier decodes as {got}");
+        }
     }
 
     #[test]

