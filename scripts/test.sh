@@ -34,6 +34,9 @@ step "Python package: pip install ./python, then its pytest suite"
 # pytest exits 5 when it collects no test; with `set -e` that fails the run.
 "$HHTLD_PYTHON" -m pytest -q python/tests
 
+step "end-to-end quality of every profile (independent forward pass, data/text/eval.txt)"
+HHTLD_BIN="$PWD/target/release/hhtld" scripts/quality.sh --no-anchors
+
 step "independent spec checker"
 "$HHTLD_PYTHON" spec/check_vectors.py
 
