@@ -234,3 +234,70 @@ pub fn fallback_chain(spec: &CodecSpec) -> Vec<Codec> {
     chain.push(Codec::RawBf16);
     chain
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hhtld_format::limits::MAX_STAGES;
+
+    /// Code bits per weight of a spec on rows of `n` columns (scales aside).
+    fn bits_per_weight(s: &CodecSpec, n: usize) -> f64 {
+        let later = s.later.unwrap_or(StageShape {
+            d: s.d,
+            bits: s.bits,
+            k: s.k,
+        });
+        let stage = |d: usize, bits: u8| (n.div_ceil(d) * bits as usize).div_ceil(8) as f64 * 8.0;
+        (stage(s.d, s.bits) + (s.stages - 1) as f64 * stage(later.d, later.bits)) / n as f64
+    }
+
+    const ROLES: [(Role, Regime); 7] = [
+        (Role::TokenEmbedding, Regime::Index),
+        (Role::PositionEmbedding, Regime::Index),
+        (Role::AttnQ, Regime::Argmax),
+        (Role::AttnV, Regime::Argmax),
+        (Role::MlpUp, Regime::Argmax),
+        (Role::AttnO, Regime::Argmax),
+        (Role::MlpDown, Regime::Argmax),
+    ];
+
+    #[test]
+    fn every_profile_codec_fits_the_format() {
+        for p in Profile::ALL {
+            assert_eq!(Profile::from_name(p.name()), Some(p));
+            for (role, regime) in ROLES {
+                let s = p.codec(role, regime);
+                assert!((1..=MAX_STAGES).contains(&s.stages), "{p:?} {role:?}");
+                assert!(s.bits == 4 || s.bits == 8);
+                assert!(s.k >= 1 && s.k <= 1 << s.bits);
+                if let Some(l) = s.later {
+                    assert!(l.k >= 1 && l.k <= 1 << l.bits);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bits_go_where_the_output_is_sensitive() {
+        for p in [Profile::Fidelity, Profile::Compact] {
+            let b = |role, regime| bits_per_weight(&p.codec(role, regime), 384);
+            let q = b(Role::AttnQ, Regime::Argmax);
+            assert!(q > b(Role::AttnO, Regime::Argmax), "{p:?}");
+            assert!(q > b(Role::MlpDown, Regime::Argmax), "{p:?}");
+            assert!(q > b(Role::TokenEmbedding, Regime::Index), "{p:?}");
+        }
+        let nl = bits_per_weight(
+            &Profile::NearLossless.codec(Role::AttnQ, Regime::Argmax),
+            384,
+        );
+        assert_eq!(nl, 8.0);
+        let fid = bits_per_weight(&Profile::Fidelity.codec(Role::AttnQ, Regime::Argmax), 384);
+        assert_eq!(fid, 6.0);
+        assert!(Profile::ALL
+            .iter()
+            .all(
+                |p| p.codec(Role::AttnQ, Regime::Argmax).elem == ElemType::F32
+                    || *p == Profile::Hhtl
+            ));
+    }
+}
