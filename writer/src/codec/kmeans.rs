@@ -329,10 +329,12 @@ fn append_largest(out: &mut Vec<f32>, points: &[f32], d: usize, t: usize) {
         return;
     }
     // Min-heap of the t largest (norm, Reverse(index)) seen so far.
-    let mut heap: BinaryHeap<Reverse<(u32, Reverse<usize>)>> = BinaryHeap::with_capacity(t + 1);
+    let mut heap: BinaryHeap<Reverse<(u64, Reverse<usize>)>> = BinaryHeap::with_capacity(t + 1);
     for (i, x) in points.chunks_exact(d).enumerate() {
-        let norm: f32 = x.iter().map(|v| v * v).sum();
-        // Non-negative finite f32s order like their bit patterns.
+        // In f64: an f32 square overflows near 1e19 and underflows near
+        // 1e-19, and the choice must not depend on the weights' scale.
+        let norm: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        // Non-negative finite f64s order like their bit patterns.
         let key = (norm.to_bits(), Reverse(i));
         if heap.len() < t {
             heap.push(Reverse(key));

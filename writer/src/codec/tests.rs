@@ -641,7 +641,10 @@ fn extreme_magnitudes_encode_as_well_as_unit_scale() {
             assert!(dec.iter().all(|v| v.is_finite()));
             let q = row_quality(&m, dec).unwrap();
             assert!(
-                (q.rho_median - q0.rho_median).abs() < 2e-3 && q.rho_p5 > q0.rho_p5 - 5e-3,
+                // p5 within 0.01: values scaled by a non-power of two round
+                // differently, which can move a k-means fit (and which
+                // largest-norm points its sample keeps) to a nearby optimum.
+                (q.rho_median - q0.rho_median).abs() < 2e-3 && q.rho_p5 > q0.rho_p5 - 1e-2,
                 "scale {scale:e}: {} / {} against {} / {} at unit scale",
                 q.rho_median,
                 q.rho_p5,
