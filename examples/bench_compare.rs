@@ -2,7 +2,7 @@
 //! interleaved, many repetitions; prints one table of ratios
 //! (baseline time / hhtld time: > 1 means hhtld is faster).
 //!
-//! `bench_compare DIR [--reps N] [--profiles fidelity,compact,hhtl]`
+//! `bench_compare DIR [--reps N] [--profiles fidelity,compact,hhtl] [--cold-only]`
 //! where DIR holds `PROFILE.hhtld` and `model-bf16.safetensors`
 //! (`scripts/bench.sh` prepares it).
 //!
@@ -468,6 +468,7 @@ fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let mut dir: Option<PathBuf> = None;
     let mut reps = 41usize;
+    let mut cold_only = false;
     let mut profiles = vec![
         "fidelity".to_string(),
         "compact".to_string(),
@@ -476,6 +477,7 @@ fn main() -> Result<(), Error> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--reps" => reps = args.next().ok_or("--reps N")?.parse()?,
+            "--cold-only" => cold_only = true,
             "--profiles" => {
                 profiles = args
                     .next()
@@ -495,7 +497,9 @@ fn main() -> Result<(), Error> {
             eprintln!("skipping {p}: {}/{p}.hhtld not found", dir.display());
             continue;
         }
-        bench_profile(&dir, p, reps, &mut rows)?;
+        if !cold_only {
+            bench_profile(&dir, p, reps, &mut rows)?;
+        }
         // After bench_profile: its maps are gone, so eviction can drop the pages.
         bench_cold(&dir, p, reps.min(11), &mut rows)?;
     }
