@@ -1,13 +1,13 @@
-//! `hhtld`: inspect, encode, decode and verify hhtld files.
+//! `hhtld`: inspect, encode, decode, verify and evaluate hhtld files.
 //!
 //! Exit status: 0 on success, 1 when a quality gate is missed
-//! (`encode --require-gates`, `verify --against`), 2 on any error (bad
+//! (`encode --require-gates`, `verify --against`, `eval --min-cos`), 2 on any error (bad
 //! file, bad arguments, I/O). Errors are one line on stderr; the tool never
 //! panics on bad input.
 
 mod cmd;
 
-use cmd::{decode, encode, inspect, verify};
+use cmd::{decode, encode, eval, inspect, verify};
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use hhtld_writer::codec::Profile;
 
-/// Palette-compressed neural-network weights: inspect, encode, decode, verify.
+/// Palette-compressed neural-network weights: inspect, encode, decode, verify, eval.
 #[derive(Parser, Debug)]
 #[command(name = "hhtld", version, about, propagate_version = true)]
 struct Cli {
@@ -118,6 +118,36 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the model (BERT family) with the original weights and with the
+    /// .hhtld weights in candle, and compare the sentence embeddings:
+    /// per-sentence cosine, top-10 neighbour overlap, Spearman of pairwise
+    /// similarities.
+    Eval {
+        /// The original weights: a .safetensors file, a sharded
+        /// .index.json, or a model directory.
+        original: PathBuf,
+        /// The .hhtld file.
+        encoded: PathBuf,
+        /// Sentences, one per line (default: the 600 shipped evaluation
+        /// sentences, data/text/eval.txt).
+        #[arg(long)]
+        text: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with status 1 when any sentence's cosine to the original
+        /// (cos_min) is below this.
+        #[arg(long, value_name = "X")]
+        min_cos: Option<f64>,
+        /// config.json to use instead of the file's own (metadata) or the
+        /// one beside the original.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// tokenizer.json to use instead of the file's own (metadata) or the
+        /// one beside the original.
+        #[arg(long, value_name = "FILE")]
+        tokenizer: Option<PathBuf>,
     },
 }
 
@@ -261,6 +291,23 @@ fn real_main() -> ExitCode {
             against,
             json,
         } => verify::run(&file, against.as_deref(), json),
+        Command::Eval {
+            original,
+            encoded,
+            text,
+            json,
+            min_cos,
+            config,
+            tokenizer,
+        } => eval::run(eval::Args {
+            original,
+            encoded,
+            text,
+            json,
+            min_cos,
+            config,
+            tokenizer,
+        }),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -52,6 +52,9 @@ mod handle;
 mod tensor;
 mod view;
 
+#[cfg(feature = "candle")]
+pub mod candle;
+
 pub use elem::OutElem;
 pub use error::ReaderError;
 pub use file::HhtldFile;

@@ -8,6 +8,7 @@ use hhtld_format::validate::Quality;
 use hhtld_format::Regime;
 use hhtld_writer::import::{Classifier, SafetensorsModel};
 use hhtld_writer::pipeline::{encode_model, EncodeOptions, EncodeSummary, Profile, Progress};
+use hhtld_writer::side_files;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -41,6 +42,19 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         opts.fallback = f;
     }
     opts.classifier = Classifier::from_args(&a.roles)?;
+    // Config, tokenizer and pooling beside the input go into the metadata.
+    let (side, skipped) = side_files::find(&a.input);
+    for s in &skipped {
+        eprintln!(
+            "hhtld: warning: not storing {}: {}",
+            s.path.display(),
+            s.reason
+        );
+    }
+    opts.metadata.extend(
+        side.iter()
+            .map(|f| (side_files::key(f.rel), f.text.clone())),
+    );
 
     // A bar only on a terminal: piped output stays clean.
     let bar = if std::io::stderr().is_terminal() {
@@ -64,9 +78,22 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
     let secs = start.elapsed().as_secs_f64();
 
     if a.json {
-        crate::outln!("{:#}", summary_json(&summary, secs));
+        let mut j = summary_json(&summary, secs);
+        j["model_files"] = json!(side.iter().map(|f| f.rel).collect::<Vec<_>>());
+        j["model_files_skipped"] = json!(skipped
+            .iter()
+            .map(|s| json!({"path": s.path.display().to_string(), "reason": s.reason}))
+            .collect::<Vec<_>>());
+        crate::outln!("{:#}", j);
     } else {
         print_summary(&summary, &a, secs);
+        if !side.is_empty() {
+            let list: Vec<String> = side
+                .iter()
+                .map(|f| format!("{} ({} B)", f.rel, f.text.len()))
+                .collect();
+            crate::outln!("model files stored in metadata: {}", list.join(", "));
+        }
     }
     if a.require_gates && summary.gate_failures().next().is_some() {
         return Ok(Outcome::GateMissed);

@@ -2,5 +2,6 @@
 
 pub mod decode;
 pub mod encode;
+pub mod eval;
 pub mod inspect;
 pub mod verify;

@@ -47,3 +47,4 @@ pub mod pipeline;
 /// The size report (spec §8), defined in `hhtld_format` so read-only tools
 /// count alike without the writer.
 pub use hhtld_format::report;
+pub mod side_files;

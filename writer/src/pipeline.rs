@@ -46,6 +46,9 @@ pub struct EncodeOptions {
     pub fallback: bool,
     /// Classification with `--role` overrides.
     pub classifier: Classifier,
+    /// Further metadata entries (key, value), e.g. the model's side files
+    /// ([`crate::side_files`]).
+    pub metadata: Vec<(String, String)>,
 }
 
 impl EncodeOptions {
@@ -56,6 +59,7 @@ impl EncodeOptions {
             fisher_z: profile.always_fisher_z(),
             fallback: profile.falls_back_by_default(),
             classifier: Classifier::new(),
+            metadata: Vec::new(),
         }
     }
 }
@@ -165,6 +169,9 @@ pub fn encode_into<W: Write + Seek>(
     w.set_metadata("hhtld.profile", opts.profile.name())?;
     for (k, v) in model.metadata() {
         w.set_metadata(&format!("source.{k}"), v)?;
+    }
+    for (k, v) in &opts.metadata {
+        w.set_metadata(k, v)?;
     }
 
     let mut outcomes: Vec<Option<TensorOutcome>> = vec![None; tensors.len()];

@@ -1,0 +1,167 @@
+//! A candle backend: load any candle model from an hhtld file.
+//!
+//! [`HhtldBackend`] implements [`candle_nn::var_builder::SimpleBackend`], so
+//! [`var_builder`] gives a [`candle_nn::VarBuilder`] that model code uses
+//! unchanged. PALETTE tensors are decoded on request straight into the
+//! requested float type (F32, BF16 or F16; other types through F32 and
+//! candle's `to_dtype`); RAW tensors come back as stored and are converted
+//! the way candle's own safetensors loader converts them.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use candle_core::{DType, Device};
+//! let vb = hhtld_reader::candle::var_builder("model.hhtld", DType::F32, &Device::Cpu)?;
+//! let w = vb.get((384, 384), "encoder.layer.0.attention.self.query.weight")?;
+//! # let _ = w; Ok(()) }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+use hhtld_format::{Dtype, Encoding};
+
+use crate::{HhtldFile, ReaderError, TensorView};
+
+/// A [`SimpleBackend`] over an open hhtld file. Cheap to clone: the file is
+/// shared.
+#[derive(Clone, Debug)]
+pub struct HhtldBackend {
+    file: Arc<HhtldFile>,
+}
+
+impl HhtldBackend {
+    /// Opens and validates `path` (memory-mapped).
+    pub fn open(path: impl AsRef<Path>) -> Result<HhtldBackend, ReaderError> {
+        Ok(HhtldBackend::new(Arc::new(HhtldFile::open(path)?)))
+    }
+
+    /// A backend over an already open file.
+    pub fn new(file: Arc<HhtldFile>) -> HhtldBackend {
+        HhtldBackend { file }
+    }
+
+    /// The file.
+    pub fn file(&self) -> &Arc<HhtldFile> {
+        &self.file
+    }
+
+    /// Loads tensor `name` as `dtype` on `dev`, in its stored shape.
+    pub fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let h = self.file.view();
+        let t = h.tensor_by_name(name).map_err(|e| match e {
+            ReaderError::NoSuchTensor { .. } => candle_core::Error::CannotFindTensor {
+                path: name.to_owned(),
+            }
+            .bt(),
+            e => candle_core::Error::wrap(e),
+        })?;
+        load_tensor(&t, dtype, dev)
+    }
+
+    /// Wraps the backend in a [`VarBuilder`] for `dtype` on `device`.
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    }
+}
+
+/// Opens `path` and returns a [`VarBuilder`] that loads its tensors as
+/// `dtype` on `device`.
+pub fn var_builder(
+    path: impl AsRef<Path>,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, ReaderError> {
+    Ok(HhtldBackend::open(path)?.into_var_builder(dtype, device))
+}
+
+fn shape_of(t: &TensorView<'_>) -> candle_core::Result<Vec<usize>> {
+    t.shape()
+        .iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| {
+                candle_core::Error::Msg(format!("tensor {:?}: dimension {d} too large", t.name()))
+            })
+        })
+        .collect()
+}
+
+/// One tensor as `dtype`: palette tensors decoded, RAW ones as candle's
+/// safetensors loader would give them, then `to_dtype`.
+fn load_tensor(t: &TensorView<'_>, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    let shape = shape_of(t)?;
+    let name = t.name();
+    let wrap = |e: ReaderError| candle_core::Error::wrap(e);
+    match t.encoding() {
+        Encoding::Palette => {
+            let v = t.decode().map_err(wrap)?;
+            Tensor::from_vec(v, shape, dev)?.to_dtype(dtype)
+        }
+        Encoding::Raw => {
+            let bytes = t.raw_bytes().unwrap_or(&[]);
+            let stored = match t.dtype() {
+                Dtype::U8 => DType::U8,
+                Dtype::U32 => DType::U32,
+                Dtype::I16 => DType::I16,
+                Dtype::I32 => DType::I32,
+                Dtype::I64 => DType::I64,
+                Dtype::Bf16 => DType::BF16,
+                Dtype::F16 => DType::F16,
+                Dtype::F32 => DType::F32,
+                Dtype::F64 => DType::F64,
+                Dtype::F8E4M3 => DType::F8E4M3,
+                Dtype::U16 => {
+                    // candle has no u16: its safetensors loader widens to u32.
+                    let v: Vec<u32> = bytes
+                        .chunks_exact(2)
+                        .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+                        .collect();
+                    return Tensor::from_vec(v, shape, dev)?.to_dtype(dtype);
+                }
+                other => {
+                    return Err(candle_core::Error::Msg(format!(
+                        "tensor {name:?}: dtype {other} has no candle equivalent"
+                    ))
+                    .bt())
+                }
+            };
+            Tensor::from_raw_buffer(bytes, stored, &shape, dev)?.to_dtype(dtype)
+        }
+    }
+}
+
+impl SimpleBackend for HhtldBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        // Check the shape before decoding: a mismatch costs nothing.
+        let h = self.file.view();
+        if let Ok(t) = h.tensor_by_name(name) {
+            let got = shape_of(&t)?;
+            if got.as_slice() != s.dims() {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s,
+                    got: got.into(),
+                }
+                .bt());
+            }
+        }
+        self.load(name, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.file.view().tensor_by_name(name).is_ok()
+    }
+}
