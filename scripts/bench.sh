@@ -12,6 +12,7 @@
 #   HHTLD_BENCH_REPS         interleaved repetitions per comparison (default 41)
 #   HHTLD_BENCH_ENCODE_REPS  runs of each profile's encode (default 3)
 #   HHTLD_BENCH_ROWS         synthetic encode sizes (default 4096,16384,65536)
+#   HHTLD_BENCH_LOAD_REPS    repetitions of each candle load, warm and cold (default 9)
 #   HHTLD_CACHE              model cache (see scripts/fetch_model.sh)
 #
 # Every table is printed and also written to $HHTLD_BENCH_DIR/results.md.
@@ -196,5 +197,14 @@ if [[ "${HHTLD_BENCH_PROFILE:-0}" == 1 ]]; then
         awk '/^[0-9a-f]+ <.*(decode_row|fused|stage8|stage4)/{f=1; next} /^[0-9a-f]+ </{f=0} f' |
         awk '$2 ~ /^(addps|mulps|punpcklwd|movups|addss|mulss|movss)$/ {n[$2]++} END{for (k in n) printf "%s %d; ", k, n[k]}')"
 fi
+
+# ---- candle loader (hhtld-eval's load_bench; owned by the candle work) ----
+step "candle: time to a loaded BertModel, hhtld vs BF16 safetensors, warm and cold"
+cargo build --release -p hhtld-eval --example load_bench
+emit ""
+emit "## candle: time to a loaded BertModel (load_bench)"
+emit ""
+"$EX/load_bench" "$MODEL" "$DIR/fidelity.hhtld" "${HHTLD_BENCH_LOAD_REPS:-9}" | tee -a "$OUT"
+# ---- end candle loader ----
 
 step "done: $OUT"

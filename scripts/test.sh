@@ -9,6 +9,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "format and lints"
 cargo fmt --all -- --check
+# The workspace builds hhtld-reader with its `candle` feature (hhtld-eval
+# needs it), so clippy covers hhtld_reader::candle and both commands build
+# candle-transformers once each.
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
@@ -19,6 +22,9 @@ export HHTLD_MODEL
 HHTLD_PYTHON="$(scripts/venv.sh)/bin/python"
 export HHTLD_PYTHON
 
+# Includes tests/candle.rs: candle loads MiniLM from .hhtld bit for bit as
+# from its F32 decode (F32, BF16, F16 weights; BertModel outputs), and
+# `hhtld eval` on MiniLM agrees with scripts/reference_eval.py.
 step "unit, integration and conformance tests"
 cargo test --workspace --release
 

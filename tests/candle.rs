@@ -265,3 +265,50 @@ fn encode_stores_the_model_files_and_eval_reads_them() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("unknown architecture \"llama\""), "{err}");
 }
+
+#[test]
+fn eval_reproduces_the_independent_numpy_forward_pass() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    let lines: Vec<String> = sentences(DEFAULT_TEXT).into_iter().take(200).collect();
+    std::fs::write(&text, lines.join("\n")).unwrap();
+    let t = text.to_str().unwrap();
+    let ours = hhtld(&[
+        "eval",
+        model().to_str().unwrap(),
+        f.hhtld.to_str().unwrap(),
+        "--text",
+        t,
+        "--json",
+    ]);
+    assert_ok(&ours);
+    let ours = stdout_json(&ours);
+    // scripts/reference_eval.py shares no code with hhtld eval: numpy, the
+    // tokenizers package, its own BERT; it reads the F32 decode.
+    let python = std::env::var("HHTLD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let tokenizer = model().parent().unwrap().join("tokenizer.json");
+    let out = Command::new(&python)
+        .arg(root().join("scripts/reference_eval.py"))
+        .arg(model())
+        .arg(&f.decoded)
+        .arg("--tokenizer")
+        .arg(&tokenizer)
+        .args(["--text", t, "--json"])
+        .output()
+        .expect("the Python of scripts/venv.sh (HHTLD_PYTHON)");
+    assert_ok(&out);
+    let theirs = stdout_json(&out);
+    assert_eq!(ours["sentences"], 200);
+    assert_eq!(theirs["sentences"], 200);
+    let get = |j: &serde_json::Value, k: &str| j[k].as_f64().unwrap();
+    let d = (get(&ours, "cos_mean") - get(&theirs, "cos_mean")).abs();
+    assert!(d <= 0.003, "cos_mean: ours {ours} reference {theirs}");
+    // In practice they agree far closer than the bound (both F32).
+    for k in ["cos_mean", "cos_p1", "cos_min", "spearman"] {
+        let d = (get(&ours, k) - get(&theirs, k)).abs();
+        assert!(d <= 1e-4, "{k}: ours {ours} reference {theirs}");
+    }
+    let d = (get(&ours, "top10_overlap") - get(&theirs, "top10_overlap")).abs();
+    assert!(d <= 0.01, "top10_overlap: ours {ours} reference {theirs}");
+}

@@ -134,12 +134,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     drop(all);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6);
     println!(
-        "files: {} {:.1} MB, {} {:.1} MB; {reps} repetitions, median",
+        "files: {} {:.1} MB, {} {:.1} MB; {reps} repetitions each, median",
         hhtld.display(),
         size(&hhtld)?,
         bf16.display(),
         size(&bf16)?
     );
+    println!();
     let cases = [
         ("hhtld -> BF16", Source::Hhtld(DType::BF16)),
         ("hhtld -> F32", Source::Hhtld(DType::F32)),

@@ -17,7 +17,6 @@
 pub mod metrics;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
@@ -339,7 +338,7 @@ pub enum Weights {
     /// candle's own mmaped loader.
     Safetensors(Vec<PathBuf>),
     /// An hhtld file, loaded with [`HhtldBackend`].
-    Hhtld(Arc<HhtldFile>),
+    Hhtld(HhtldFile),
 }
 
 impl Weights {
@@ -403,9 +402,7 @@ impl Weights {
             Weights::Safetensors(files) => {
                 Ok(unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?)
             }
-            Weights::Hhtld(f) => {
-                Ok(HhtldBackend::new(Arc::clone(f)).into_var_builder(dtype, device))
-            }
+            Weights::Hhtld(f) => Ok(HhtldBackend::new(f.clone()).into_var_builder(dtype, device)),
         }
     }
 }

@@ -16,49 +16,52 @@
 //! ```
 
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
+use half::{bf16, f16};
 use hhtld_format::{Dtype, Encoding};
 
-use crate::{HhtldFile, ReaderError, TensorView};
+use crate::{HhtldFile, OutElem, ReaderError, TensorHandle};
 
-/// A [`SimpleBackend`] over an open hhtld file. Cheap to clone: the file is
-/// shared.
+/// A [`SimpleBackend`] over an open hhtld file. Cheap to clone: the file
+/// handle is shared.
 #[derive(Clone, Debug)]
 pub struct HhtldBackend {
-    file: Arc<HhtldFile>,
+    file: HhtldFile,
 }
 
 impl HhtldBackend {
     /// Opens and validates `path` (memory-mapped).
     pub fn open(path: impl AsRef<Path>) -> Result<HhtldBackend, ReaderError> {
-        Ok(HhtldBackend::new(Arc::new(HhtldFile::open(path)?)))
+        Ok(HhtldBackend::new(HhtldFile::open(path)?))
     }
 
     /// A backend over an already open file.
-    pub fn new(file: Arc<HhtldFile>) -> HhtldBackend {
+    pub fn new(file: HhtldFile) -> HhtldBackend {
         HhtldBackend { file }
     }
 
-    /// The file.
-    pub fn file(&self) -> &Arc<HhtldFile> {
+    /// The file (its metadata holds the model's config and tokenizer when
+    /// the encoder found them, spec §5).
+    pub fn file(&self) -> &HhtldFile {
         &self.file
     }
 
-    /// Loads tensor `name` as `dtype` on `dev`, in its stored shape.
-    pub fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let h = self.file.view();
-        let t = h.tensor_by_name(name).map_err(|e| match e {
+    fn handle(&self, name: &str) -> candle_core::Result<TensorHandle> {
+        self.file.tensor_by_name(name).map_err(|e| match e {
             ReaderError::NoSuchTensor { .. } => candle_core::Error::CannotFindTensor {
                 path: name.to_owned(),
             }
             .bt(),
             e => candle_core::Error::wrap(e),
-        })?;
-        load_tensor(&t, dtype, dev)
+        })
+    }
+
+    /// Loads tensor `name` as `dtype` on `dev`, in its stored shape.
+    pub fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        load_tensor(&self.handle(name)?, dtype, dev)
     }
 
     /// Wraps the backend in a [`VarBuilder`] for `dtype` on `device`.
@@ -77,7 +80,7 @@ pub fn var_builder(
     Ok(HhtldBackend::open(path)?.into_var_builder(dtype, device))
 }
 
-fn shape_of(t: &TensorView<'_>) -> candle_core::Result<Vec<usize>> {
+fn shape_of(t: &TensorHandle) -> candle_core::Result<Vec<usize>> {
     t.shape()
         .iter()
         .map(|&d| {
@@ -88,17 +91,29 @@ fn shape_of(t: &TensorView<'_>) -> candle_core::Result<Vec<usize>> {
         .collect()
 }
 
-/// One tensor as `dtype`: palette tensors decoded, RAW ones as candle's
-/// safetensors loader would give them, then `to_dtype`.
-fn load_tensor(t: &TensorView<'_>, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+/// Decodes a PALETTE tensor straight into `O`.
+fn decode<O: OutElem + candle_core::WithDType>(
+    t: &TensorHandle,
+    shape: Vec<usize>,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let v = t.decode_as::<O>().map_err(candle_core::Error::wrap)?;
+    Tensor::from_vec(v, shape, dev)
+}
+
+/// One tensor as `dtype`: PALETTE tensors decoded straight into F32, BF16
+/// or F16 (other dtypes through F32 and `to_dtype`), RAW ones as candle's
+/// safetensors loader gives them, then `to_dtype`.
+fn load_tensor(t: &TensorHandle, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
     let shape = shape_of(t)?;
     let name = t.name();
-    let wrap = |e: ReaderError| candle_core::Error::wrap(e);
     match t.encoding() {
-        Encoding::Palette => {
-            let v = t.decode().map_err(wrap)?;
-            Tensor::from_vec(v, shape, dev)?.to_dtype(dtype)
-        }
+        Encoding::Palette => match dtype {
+            DType::F32 => decode::<f32>(t, shape, dev),
+            DType::BF16 => decode::<bf16>(t, shape, dev),
+            DType::F16 => decode::<f16>(t, shape, dev),
+            other => decode::<f32>(t, shape, dev)?.to_dtype(other),
+        },
         Encoding::Raw => {
             let bytes = t.raw_bytes().unwrap_or(&[]);
             let stored = match t.dtype() {
@@ -142,19 +157,17 @@ impl SimpleBackend for HhtldBackend {
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
         // Check the shape before decoding: a mismatch costs nothing.
-        let h = self.file.view();
-        if let Ok(t) = h.tensor_by_name(name) {
-            let got = shape_of(&t)?;
-            if got.as_slice() != s.dims() {
-                return Err(candle_core::Error::UnexpectedShape {
-                    msg: format!("shape mismatch for {name}"),
-                    expected: s,
-                    got: got.into(),
-                }
-                .bt());
+        let t = self.handle(name)?;
+        let got = shape_of(&t)?;
+        if got.as_slice() != s.dims() {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: got.into(),
             }
+            .bt());
         }
-        self.load(name, dtype, dev)
+        load_tensor(&t, dtype, dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -162,6 +175,6 @@ impl SimpleBackend for HhtldBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.file.view().tensor_by_name(name).is_ok()
+        self.file.contains(name)
     }
 }

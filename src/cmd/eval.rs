@@ -2,7 +2,6 @@
 //! weights of an hhtld file, and compare the sentence embeddings.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use hhtld_eval::{evaluate, sentences, ModelFiles, Sources, Weights, DEFAULT_TEXT};
@@ -40,7 +39,7 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         return Err(Failure("the text has no sentences (one per line)".into()));
     }
     let original = Weights::original(&a.original)?;
-    let file = Arc::new(HhtldFile::open(&a.encoded)?);
+    let file = HhtldFile::open(&a.encoded)?;
     let files = ModelFiles::find(&Sources {
         config: a.config.as_deref(),
         tokenizer: a.tokenizer.as_deref(),
