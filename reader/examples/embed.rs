@@ -14,7 +14,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use hhtld_reader::candle::HhtldBackend;
 use tokenizers::{PaddingParams, Tokenizer};
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: embed MODEL.hhtld SENTENCE...")?;
     let sentences: Vec<String> = args.collect();

@@ -93,7 +93,8 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         );
     }
     match a.min_cos {
-        Some(x) if !(m.cos_min >= x) => {
+        // A NaN cosine (a broken model) fails the gate too.
+        Some(x) if m.cos_min < x || m.cos_min.is_nan() => {
             eprintln!("hhtld: cos_min {:.5} is below --min-cos {x}", m.cos_min);
             Ok(Outcome::GateMissed)
         }
