@@ -293,7 +293,7 @@ fn fit_members(
         .map(|t| t.info.matrix_dims().0 as usize)
         .collect();
     let total: usize = dims.iter().sum();
-    let pick = match sample_rows(total, n_cols, &spec.kmeans) {
+    let pick = match sample_rows(total, n_cols, spec) {
         Some(uniform) => Some(with_peaky_rows(model, members, &dims, uniform)?),
         None => None,
     };

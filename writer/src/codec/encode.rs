@@ -169,13 +169,23 @@ pub struct GroupFit {
     decoder: RowDecoder,
 }
 
-/// Which rows of a group of `total_rows` rows of `n_cols` train its
-/// palettes: `None` for all of them when they hold at most
-/// `params.fit_values` values, otherwise a deterministic uniform sample of
-/// `max(fit_values / n_cols, 1024)` row indices (increasing; row `i` of the
-/// group is row `i - offset` of the member it falls in, members in order).
-pub fn sample_rows(total_rows: usize, n_cols: usize, params: &KmeansParams) -> Option<Vec<usize>> {
-    let m = (params.fit_values / n_cols.max(1)).max(1024);
+/// Which rows of a group of `total_rows` rows of `n_cols` train the
+/// palettes of `spec`: `None` for all of them when they are few enough,
+/// otherwise a deterministic uniform sample of row indices (increasing; row
+/// `i` of the group is row `i - offset` of the member it falls in, members
+/// in order). The sample has `max(fit_values / n_cols, 1024)` rows, and at
+/// least enough rows for `kmeans.sample` stage-0 sub-vectors within
+/// `16 * fit_values` values, so wide entries (a row palette's whole rows)
+/// still train on as many entries as the k-means sample asks for.
+pub fn sample_rows(total_rows: usize, n_cols: usize, spec: &CodecSpec) -> Option<Vec<usize>> {
+    let params = &spec.kmeans;
+    let n = n_cols.max(1);
+    let d0 = spec.entry_width(n).unwrap_or(1);
+    let wide = params
+        .sample
+        .saturating_mul(d0)
+        .min(params.fit_values.saturating_mul(16));
+    let m = (params.fit_values / n).max(wide / n).max(1024);
     if total_rows <= m {
         return None;
     }
@@ -525,7 +535,7 @@ fn scaled_err(x: &[f32], a: &[f32], s: f32) -> f64 {
 pub fn encode_group(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<EncodedGroup, CodecError> {
     let n = validate(tensors, spec)?;
     let total: usize = tensors.iter().map(|m| m.n_rows).sum();
-    let fit = match sample_rows(total, n, &spec.kmeans) {
+    let fit = match sample_rows(total, n, spec) {
         None => fit_group(tensors, spec)?,
         Some(pick) => {
             let all: Vec<&[f32]> = tensors

@@ -67,10 +67,11 @@ pub struct KmeansParams {
     pub joint: usize,
     /// Seed of the generator that draws the sample and the k-means++ seeds.
     pub seed: u64,
-    /// At most this many values (whole rows: `max(fit_values / n_cols,
-    /// 1024)` rows) of a group train its palettes; a larger group trains on
-    /// a deterministic uniform sample of its rows (`codec::sample_rows`)
-    /// and every row is then encoded against them. This bounds encode
+    /// About this many values (whole rows: `max(fit_values / n_cols,
+    /// 1024)` rows, more for wide palette entries, see
+    /// `codec::sample_rows`) of a group train its palettes; a larger group
+    /// trains on a deterministic uniform sample of its rows and every row
+    /// is then encoded against them. This bounds encode
     /// memory whatever the group's size: the fit holds about five f32
     /// copies of the sample (80 MB at the default 2^22).
     pub fit_values: usize,

@@ -691,19 +691,33 @@ fn a_large_group_fits_a_bounded_row_sample() {
     // 64 values per fit, the sample is 1024 rows of a 5000-row group,
     // increasing and deterministic, and encoding still covers every row.
     let p = KmeansParams::default();
-    assert_eq!(sample_rows(300, 64, &p), None);
+    let fid = CodecSpec::fidelity();
+    assert_eq!(sample_rows(300, 64, &fid), None);
     let small = KmeansParams {
         fit_values: 64,
+        sample: 16,
         ..p
     };
-    let pick = sample_rows(5000, 64, &small).unwrap();
-    assert_eq!(pick.len(), 1024);
-    assert!(pick.windows(2).all(|w| w[0] < w[1]) && pick[1023] < 5000);
-    assert_eq!(Some(pick), sample_rows(5000, 64, &small));
-    let data = rand_matrix(5000, 8, 3);
     let spec = CodecSpec {
         kmeans: small,
-        ..quick(CodecSpec::fidelity())
+        ..quick(fid)
+    };
+    let pick = sample_rows(5000, 64, &spec).unwrap();
+    assert_eq!(pick.len(), 1024);
+    assert!(pick.windows(2).all(|w| w[0] < w[1]) && pick[1023] < 5000);
+    assert_eq!(Some(pick), sample_rows(5000, 64, &spec));
+    // A row palette trains on enough whole rows for its k-means sample.
+    let rows = CodecSpec::row_palette();
+    assert_eq!(sample_rows(30522, 384, &rows), None);
+    let pick = sample_rows(200_000, 4096, &rows).unwrap();
+    assert_eq!(pick.len(), 16 * p.fit_values / 4096);
+    let data = rand_matrix(5000, 8, 3);
+    let spec = CodecSpec {
+        kmeans: KmeansParams {
+            sample: 512,
+            ..small
+        },
+        ..spec
     };
     let m = Matrix::new(&data, 5000, 8).unwrap();
     let g = encode_group(&[m], &spec).unwrap();
