@@ -757,7 +757,7 @@ def inspect_json(f, crc_ok):
         ],
         "fisher_z": [{"palette": z["palette"], "k": f["palettes"][z["palette"]]["k"], "gamma": z["gamma"]} for z in f["fishers"]],
         "tensors": [],
-        "metadata": dict(f["metadata"]),
+        "metadata": {k: v for k, v in f["metadata"] if not k.startswith("file.")},
         "metadata_bytes": [{"key": k, "bytes": len(v.encode("utf-8"))} for k, v in f["metadata"]],
     }
     for t, nbytes in zip(tensors, tbytes):

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use hhtld_format::report::{quality_json, SizeReport};
+use hhtld_format::MODEL_FILE_PREFIX;
 use hhtld_reader::Hhtld;
 use serde_json::{json, Value};
 
@@ -124,8 +125,11 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
             })
         })
         .collect();
+    // Model files (`file.*`: tokenizer, config) are listed by name and size
+    // in `metadata_bytes`, not dumped: a tokenizer alone is about 0.5 MB.
     let metadata: serde_json::Map<String, Value> = view
         .metadata()
+        .filter(|(k, _)| !k.starts_with(MODEL_FILE_PREFIX))
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let metadata_bytes: Vec<Value> = view

@@ -38,4 +38,9 @@ pub mod validate;
 
 pub use enums::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};
 pub use error::FormatError;
+
+/// Metadata keys that begin with this hold a file of the model, the rest of
+/// the key being its path relative to the model folder (spec §5, "Model
+/// files"): `file.tokenizer.json`.
+pub const MODEL_FILE_PREFIX: &str = "file.";
 pub use validate::{parse, Layout};

@@ -19,7 +19,7 @@ pub const SIDE_FILES: &[&str] = &[
 /// The metadata key of side file `rel`: `file.` followed by its path
 /// relative to the model directory, `/`-separated.
 pub fn key(rel: &str) -> String {
-    format!("file.{rel}")
+    format!("{}{rel}", hhtld_format::MODEL_FILE_PREFIX)
 }
 
 /// One side file found beside the model.
