@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_ok, hhtld, stdout_json};
+use common::{assert_ok, hhtld, model, root, stdout_json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -16,28 +16,6 @@ use candle_transformers::models::bert::BertModel;
 use hhtld_eval::{sentences, Embedder, ModelFiles, Sources, Weights, DEFAULT_TEXT};
 use hhtld_reader::candle::{var_builder, HhtldBackend};
 use hhtld_reader::HhtldFile;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model() -> &'static Path {
-    static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| {
-        if let Ok(m) = std::env::var("HHTLD_MODEL") {
-            return m.into();
-        }
-        let o = Command::new(root().join("scripts/fetch_model.sh"))
-            .output()
-            .expect("run scripts/fetch_model.sh");
-        assert!(
-            o.status.success(),
-            "fetch failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap().trim().into()
-    })
-}
 
 /// MiniLM encoded with `fidelity` and its F32 decode, made once.
 struct Fixture {

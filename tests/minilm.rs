@@ -5,35 +5,15 @@
 
 mod common;
 
-use common::{assert_ok, hhtld, named, stdout_json};
-use std::path::{Path, PathBuf};
+use common::{assert_ok, hhtld, named, root, stdout_json};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cached model path; `HHTLD_MODEL` (set by scripts/test.sh) or the
-/// fetch script.
+/// The model path as a string, for the binary's arguments.
 fn model() -> &'static str {
-    static M: OnceLock<String> = OnceLock::new();
-    M.get_or_init(|| {
-        if let Ok(m) = std::env::var("HHTLD_MODEL") {
-            return m;
-        }
-        let o = Command::new(root().join("scripts/fetch_model.sh"))
-            .output()
-            .expect("run scripts/fetch_model.sh");
-        assert!(
-            o.status.success(),
-            "fetch failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
-    })
+    common::model().to_str().expect("a UTF-8 model path")
 }
 
 fn tmp(dir: &tempfile::TempDir, name: &str) -> String {

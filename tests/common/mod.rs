@@ -1,9 +1,37 @@
 //! Helpers shared by the integration tests that drive the `hhtld` binary.
 #![allow(dead_code)] // each test binary uses a subset
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real model (all-MiniLM-L6-v2): `HHTLD_MODEL` (set by
+/// scripts/test.sh), else what scripts/fetch_model.sh fetches; once per
+/// test binary.
+pub fn model() -> &'static Path {
+    static M: OnceLock<PathBuf> = OnceLock::new();
+    M.get_or_init(|| {
+        if let Ok(m) = std::env::var("HHTLD_MODEL") {
+            return m.into();
+        }
+        let o = Command::new(root().join("scripts/fetch_model.sh"))
+            .output()
+            .expect("run scripts/fetch_model.sh");
+        assert!(
+            o.status.success(),
+            "fetch failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap().trim().into()
+    })
+}
 
 /// Runs the `hhtld` binary built for these tests.
 pub fn hhtld(args: &[&str]) -> Output {
