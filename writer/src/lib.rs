@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+pub mod calibration;
 pub mod codec;
 pub mod error;
 pub mod fisher;

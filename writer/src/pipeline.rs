@@ -16,12 +16,14 @@
 use std::collections::HashMap;
 use std::io::{Seek, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use hhtld_format::encode::{elem_bytes, round_to_elem};
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use thiserror::Error;
 
 use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
+use crate::calibration::Calibration;
 use crate::codec::{
     fit_group, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix, Gate, GroupFit,
     Matrix, QualityAcc, QualityStats,
@@ -49,6 +51,9 @@ pub struct EncodeOptions {
     /// Further metadata entries (key, value), e.g. the model's side files
     /// ([`crate::side_files`]).
     pub metadata: Vec<(String, String)>,
+    /// Input statistics from running the original model
+    /// ([`crate::calibration`]); `None` encodes from the weights alone.
+    pub calibration: Option<Arc<Calibration>>,
 }
 
 impl EncodeOptions {
@@ -60,6 +65,7 @@ impl EncodeOptions {
             fallback: profile.falls_back_by_default(),
             classifier: Classifier::new(),
             metadata: Vec::new(),
+            calibration: None,
         }
     }
 }
