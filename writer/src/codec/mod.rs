@@ -6,58 +6,13 @@
 //! kernel (`hhtld_format::decode::decode_row`), so [`row_quality`] measures
 //! exactly what a reader will serve.
 //!
-//! # Which profile to use (measured on all-MiniLM-L6-v2)
-//!
-//! Measured with `writer/examples/codec_probe.rs` on the f32 weights.
-//! Groups are the 6 same-role tensors across layers, sharing palettes.
-//! Ratio = BF16 bytes / every stored byte: codes, palette sections padded to
-//! `2^bits` entries and split over the group, f16 scales, basis and SlotL
-//! bytes. FisherZ tables are not included (they are not codec output).
-//! rho is per-row Pearson over every row; the table shows the worst tensor
-//! of the group. The gates are `Gate::INDEX` (median 0.98, p5 0.95) and
-//! `Gate::ARGMAX` (0.95, 0.90).
-//!
-//! | profile | word_emb ratio | med | p5 | query x6 ratio | med | p5 | output.dense x6 ratio | med | p5 |
-//! |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-//! | [`CodecSpec::fidelity`] (d4 x2, row scale) | 3.96 | 0.9949 | 0.9935 | 3.92 | 0.9947 | 0.9932 | 3.98 | 0.9938 | 0.9922 |
-//! | d4 x2, no scale | 4.00 | 0.9943 | 0.9840 | 3.96 | 0.9941 | 0.9893 | 3.99 | 0.9926 | 0.9893 |
-//! | scalar 4-bit x1 (d1, k16) | 4.00 | 0.9949 | 0.9860 | 4.00 | 0.9928 | 0.9858 | 4.00 | 0.9895 | 0.9766 |
-//! | scalar 4-bit x2 | 2.00 | 0.9999 | 0.9996 | 2.00 | 0.9999 | 0.9995 | 2.00 | 0.9997 | 0.9992 |
-//! | [`CodecSpec::index_compact`] (d4 + d8, rs, joint) | 5.25 | 0.9844 | 0.9821 | 5.17 | 0.9843 | 0.9819 | 5.29 | 0.9827 | 0.9804 |
-//! | [`CodecSpec::compact`] (d4 + d48 4-bit k16, rs, joint) | 7.52 | 0.9563 | 0.9514 | 7.42 | 0.9558 | 0.9497 | 7.61 | 0.9523 | 0.9485 |
-//! | d4 x1, row scale | 7.83 | 0.9503 | 0.9446 | 7.77 | 0.9493 | 0.9426 | 7.94 | 0.9459 | 0.9410 |
-//! | d8 x2, row scale | 7.82 | 0.9461 | 0.9398 | 7.56 | 0.9469 | 0.9402 | 7.89 | 0.9428 | 0.9366 |
-//! | row palette k256 (original design) | 103.2 | 0.3717 | 0.2310 | 8.90 | 0.1771 | 0.0785 | 8.97 | 0.0362 | 0.0036 |
-//! | row palette + SlotL | 49.1 | 0.4507 | 0.3153 | 7.92 | 0.2823 | 0.1522 | 8.51 | 0.0901 | 0.0506 |
-//!
-//! - **Fidelity, both regimes: [`CodecSpec::fidelity`]** (about 4:1). Passes
-//!   the index gate on every tensor with a wide margin. Row scales lift p5
-//!   (0.984 -> 0.994 on word_embeddings) for 1% of size.
-//! - **Index regime, compact: [`CodecSpec::index_compact`]** (5.2-5.3:1).
-//!   Passes the index gate on every tensor (worst median 0.983). d4 + d10
-//!   reaches 5.6:1 at median 0.9803: too close to the gate.
-//! - **Argmax regime, compact: [`CodecSpec::compact`]** (7.4-7.6:1). Passes
-//!   the argmax gate on all 36 encoder tensors (worst median 0.9523, p5
-//!   0.9450). The obvious ~8:1 candidates sit just under the median gate:
-//!   d4 x1 with row scales gives 0.946-0.950, d8 x2 0.943-0.947. More
-//!   k-means iterations or full-data refits add only about 0.001, and
-//!   4-bit palettes at 2 bits per weight (d2 k16, d4 k16 x2, d8 k16 x4) do
-//!   worse (0.93-0.94). What works is a cheap wide second stage: 16 entries
-//!   of width 48 cost 1/12 bit per weight and add about 0.006 to the
-//!   median, and two rounds of joint stage refinement add about 0.0025.
-//!   Width 96 reaches 7.5-7.75:1 but its worst median is 0.9502.
-//! - **Row palettes do not reconstruct real weights**, with or without
-//!   SlotL (rho 0.04-0.45): rows are nearly orthogonal. Keep them only for
-//!   tests and comparisons.
-//! - **Per-group vs per-tensor palettes**: per-tensor palettes gain
-//!   0.001-0.003 median at d = 4 and cost 4-7% of size on 384 x 384
-//!   tensors (e.g. compact: 6.90:1 per tensor vs 7.42:1 per group). Group
-//!   sharing is the better trade at every profile above.
-//!
-//! Encode time (2 shared cores, release): word_embeddings (30522 x 384)
-//! takes about 1.2 s with `fidelity`, 5-6 s with the joint-refined
-//! profiles, 9-13 s as a row palette; a group of six 384 x 384 tensors
-//! takes 0.6-1.9 s.
+//! Which codec each `--profile` gives a tensor, and what it falls back to,
+//! is described once, in [`profile`]; the end-to-end figures per profile
+//! are in the README's quality table. Two findings behind the presets:
+//! row palettes (one code per row) do not reconstruct real weights (rows
+//! are nearly orthogonal; per-row rho 0.04-0.45 on MiniLM), and palettes
+//! shared by a group of same-role tensors cost 4-7% less than per-tensor
+//! palettes for 0.001-0.003 less median rho, the better trade.
 
 mod encode;
 mod error;
