@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hhtld_writer::codec::Profile;
 
 /// Palette-compressed neural-network weights: inspect, encode, decode, verify, eval.
 #[derive(Parser, Debug)]
@@ -52,42 +51,7 @@ enum Command {
     },
     /// Encode a safetensors model (a .safetensors file or a sharded
     /// model.safetensors.index.json) into an .hhtld file.
-    Encode {
-        /// Input .safetensors or .index.json.
-        input: PathBuf,
-        /// Output .hhtld file (written atomically).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Codec profile.
-        #[arg(long, value_enum, default_value_t = Profile::Fidelity)]
-        profile: Profile,
-        /// Add a FisherZ table for every palette (always on for `hhtl`).
-        #[arg(long)]
-        fisher_z: bool,
-        /// Override a tensor's role: NAME=ROLE (repeatable). Roles:
-        /// token_embedding, position_embedding, lm_head, attn_q, attn_k,
-        /// attn_v, attn_qkv, attn_o, mlp_gate, mlp_up, mlp_down, norm, bias,
-        /// other.
-        #[arg(long = "role", value_name = "NAME=ROLE")]
-        roles: Vec<String>,
-        /// Exit with status 1 if any tensor misses its quality gate.
-        #[arg(long)]
-        require_gates: bool,
-        /// Never fall back to a finer codec on a gate miss (default for
-        /// `hhtl`).
-        #[arg(long, conflicts_with = "fallback")]
-        no_fallback: bool,
-        /// Fall back to finer codecs on a gate miss (default for `fidelity`
-        /// and `compact`).
-        #[arg(long)]
-        fallback: bool,
-        /// Worker threads (default: every core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Print the summary as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Encode(encode::Args),
     /// Decode an .hhtld file back to safetensors, for loaders that do not
     /// read hhtld yet.
     Decode {
@@ -243,34 +207,7 @@ fn real_main() -> ExitCode {
             };
             inspect::run(&file, verify, json, show)
         }
-        Command::Encode {
-            input,
-            output,
-            profile,
-            fisher_z,
-            roles,
-            require_gates,
-            no_fallback,
-            fallback,
-            threads,
-            json,
-        } => encode::run(encode::Args {
-            input,
-            output,
-            profile,
-            fisher_z,
-            roles,
-            require_gates,
-            fallback: if no_fallback {
-                Some(false)
-            } else if fallback {
-                Some(true)
-            } else {
-                None
-            },
-            threads,
-            json,
-        }),
+        Command::Encode(args) => encode::run(args),
         Command::Decode {
             file,
             output,

@@ -524,3 +524,56 @@ fn encode_and_inspect_report_the_same_figures() {
         assert_eq!(er["worst_rho_median"], ir["worst"]["rho_median"]);
     }
 }
+
+#[test]
+fn calibration_stats_are_loaded_checked_against_the_model_and_recorded() {
+    use hhtld_writer::calibration::{Calibration, CalibrationSource, InputStats};
+    use std::sync::Arc;
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let stats_for = |cols: usize| {
+        let mut cal = Calibration::new(CalibrationSource {
+            text_sha256: "cd".repeat(32),
+            sentences: 5,
+            tokens: 77,
+        });
+        let diag: Vec<f32> = (0..cols * cols)
+            .map(|i| {
+                if i % (cols + 1) == 0 {
+                    1.0 + (i % 7) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        cal.insert(
+            "model.wide.weight",
+            Arc::new(InputStats::new(cols, 77, diag).unwrap()),
+        );
+        cal
+    };
+    let encode_with = |stats: &str, cols: usize, out: &str| {
+        let path = dir.path(stats);
+        stats_for(cols).save(&path).unwrap();
+        let args = ["encode", &input, "-o", out, "--calibration-stats"];
+        hhtld(&[&args[..], &[path.to_str().unwrap()]].concat())
+    };
+    let out = dir.s("out.hhtld");
+    assert_ok(&encode_with("good.safetensors", 70, &out));
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
+    assert_eq!(ins["metadata"]["calibration.text_sha256"], "cd".repeat(32));
+    assert_eq!(ins["metadata"]["calibration.sentences"], "5");
+    assert_eq!(ins["metadata"]["calibration.tokens"], "77");
+    assert_ok(&hhtld(&["verify", &out, "--against", &input]));
+
+    // Statistics of another shape are refused before anything is written.
+    let other = dir.s("other.hhtld");
+    let e = encode_with("bad.safetensors", 64, &other);
+    assert_eq!(e.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains("model.wide.weight") && msg.contains("64"),
+        "{msg}"
+    );
+    assert!(!Path::new(&other).exists());
+}

@@ -2,10 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hhtld_format::validate::Quality;
 use hhtld_format::Regime;
+use hhtld_writer::calibration::Calibration;
 use hhtld_writer::import::{Classifier, SafetensorsModel};
 use hhtld_writer::pipeline::{encode_model, EncodeOptions, EncodeSummary, Profile, Progress};
 use hhtld_writer::side_files;
@@ -14,18 +16,61 @@ use serde_json::{json, Value};
 
 use crate::{Failure, Outcome};
 
-/// Parsed `encode` arguments.
+/// `encode` arguments (the subcommand's clap definition).
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Input .safetensors or .index.json.
     pub input: PathBuf,
+    /// Output .hhtld file (written atomically).
+    #[arg(short, long)]
     pub output: PathBuf,
+    /// Codec profile.
+    #[arg(long, value_enum, default_value_t = Profile::Fidelity)]
     pub profile: Profile,
+    /// Add a FisherZ table for every palette (always on for `hhtl`).
+    #[arg(long)]
     pub fisher_z: bool,
+    /// Override a tensor's role: NAME=ROLE (repeatable). Roles:
+    /// token_embedding, position_embedding, lm_head, attn_q, attn_k,
+    /// attn_v, attn_qkv, attn_o, mlp_gate, mlp_up, mlp_down, norm, bias,
+    /// other.
+    #[arg(long = "role", value_name = "NAME=ROLE")]
     pub roles: Vec<String>,
+    /// Exit with status 1 if any tensor misses its quality gate.
+    #[arg(long)]
     pub require_gates: bool,
-    /// `None`: the profile's default.
-    pub fallback: Option<bool>,
+    /// Never fall back to a finer codec on a gate miss (default for
+    /// `hhtl`).
+    #[arg(long, conflicts_with = "fallback")]
+    pub no_fallback: bool,
+    /// Fall back to finer codecs on a gate miss (default for `fidelity`
+    /// and `compact`).
+    #[arg(long)]
+    pub fallback: bool,
+    /// Input statistics (a safetensors file written by `--save-calibration`
+    /// or any tool using the same layout) that the codecs weight their
+    /// error by.
+    #[arg(long, value_name = "FILE")]
+    pub calibration_stats: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
     pub json: bool,
+}
+
+impl Args {
+    /// `--fallback` / `--no-fallback`; `None`: the profile's default.
+    fn fallback(&self) -> Option<bool> {
+        if self.no_fallback {
+            Some(false)
+        } else if self.fallback {
+            Some(true)
+        } else {
+            None
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<Outcome, Failure> {
@@ -38,10 +83,16 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
     let model = SafetensorsModel::open(&a.input)?;
     let mut opts = EncodeOptions::new(a.profile);
     opts.fisher_z |= a.fisher_z;
-    if let Some(f) = a.fallback {
+    if let Some(f) = a.fallback() {
         opts.fallback = f;
     }
     opts.classifier = Classifier::from_args(&a.roles)?;
+    if let Some(path) = &a.calibration_stats {
+        let cal = Calibration::load(path)?;
+        cal.check_model(&model)?;
+        opts.metadata.extend(cal.metadata());
+        opts.calibration = Some(Arc::new(cal));
+    }
     // Config, tokenizer and pooling beside the input go into the metadata.
     let (side, skipped) = side_files::find(&a.input);
     for s in &skipped {

@@ -201,6 +201,35 @@ impl Calibration {
         self.stats.is_empty()
     }
 
+    /// Checks that every weight with statistics is in `model` and has as
+    /// many input columns (its matrix view's width) as its statistics, so
+    /// statistics of another model are refused rather than misapplied.
+    pub fn check_model(
+        &self,
+        model: &hhtld_import::SafetensorsModel,
+    ) -> Result<(), CalibrationError> {
+        for (name, s) in &self.stats {
+            let bad = |reason: String| CalibrationError::BadStats {
+                name: name.clone(),
+                reason,
+            };
+            let info = model.get(name).ok_or_else(|| {
+                bad(format!(
+                    "the model {} has no such weight",
+                    model.path().display()
+                ))
+            })?;
+            let (_, cols) = info.matrix_dims();
+            if cols != s.cols as u64 {
+                return Err(bad(format!(
+                    "{} input columns, but the weight {:?} has {cols}",
+                    s.cols, info.shape
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Metadata entries describing the calibration, for the encoded file.
     pub fn metadata(&self) -> Vec<(String, String)> {
         vec![
