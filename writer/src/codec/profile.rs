@@ -135,6 +135,19 @@ impl Profile {
     pub fn always_fisher_z(self) -> bool {
         matches!(self, Profile::Hhtl)
     }
+
+    /// The model-level target `(cos mean, cos p1)`: the sentence-embedding
+    /// cosine to the original model that `hhtld eval` must reach on the
+    /// evaluation text (issue 9's table); `encode --eval --require-gates`
+    /// exits 1 below it. `None` for `hhtl`, which is reported, not gated.
+    pub fn cos_target(self) -> Option<(f64, f64)> {
+        match self {
+            Profile::NearLossless => Some((0.9995, 0.999)),
+            Profile::Fidelity => Some((0.99, 0.98)),
+            Profile::Compact => Some((0.95, 0.92)),
+            Profile::Hhtl => None,
+        }
+    }
 }
 
 /// One step of a fallback chain.
@@ -299,5 +312,21 @@ mod tests {
                 |p| p.codec(Role::AttnQ, Regime::Argmax).elem == ElemType::F32
                     || *p == Profile::Hhtl
             ));
+    }
+
+    #[test]
+    fn cos_targets_tighten_with_the_bits_and_the_mean_is_above_p1() {
+        let t = |p: Profile| p.cos_target().unwrap();
+        let (nl, fid, com) = (
+            t(Profile::NearLossless),
+            t(Profile::Fidelity),
+            t(Profile::Compact),
+        );
+        assert!(nl.0 > fid.0 && fid.0 > com.0);
+        assert!(nl.1 > fid.1 && fid.1 > com.1);
+        assert!([nl, fid, com]
+            .iter()
+            .all(|(mean, p1)| mean >= p1 && *mean < 1.0));
+        assert_eq!(Profile::Hhtl.cos_target(), None);
     }
 }
