@@ -25,8 +25,8 @@ use thiserror::Error;
 use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
 use crate::calibration::Calibration;
 use crate::codec::{
-    fit_group, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix, Gate, GroupFit,
-    Matrix, QualityAcc, QualityStats,
+    fit_group, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix, Feedback, Gate,
+    GroupFit, Matrix, QualityAcc, QualityStats,
 };
 use crate::error::WriteError;
 use crate::import::{
@@ -378,12 +378,31 @@ fn with_peaky_rows(
     Ok(out)
 }
 
-/// Encodes every row of `t` with `fit`, a chunk of rows at a time, and
-/// measures it through the format's kernel.
+/// The error feedback of `t` under `fit` when the calibration has input
+/// statistics for it (statistics of another width are an error naming the
+/// tensor: they belong to another model).
+fn feedback_of(
+    t: &ClassifiedTensor,
+    fit: &GroupFit,
+    opts: &EncodeOptions,
+) -> Result<Option<Feedback>, EncodeError> {
+    let Some(stats) = opts.calibration.as_ref().and_then(|c| c.get(&t.info.name)) else {
+        return Ok(None);
+    };
+    fit.feedback(stats).map_err(|source| EncodeError::Codec {
+        tensor: t.info.name.clone(),
+        source,
+    })
+}
+
+/// Encodes every row of `t` with `fit` (and its input statistics'
+/// feedback), a chunk of rows at a time, and measures it through the
+/// format's kernel.
 fn encode_tensor(
     model: &SafetensorsModel,
     t: &ClassifiedTensor,
     fit: &GroupFit,
+    opts: &EncodeOptions,
 ) -> Result<(EncodedMatrix, QualityStats), EncodeError> {
     let (r, c) = t.info.matrix_dims();
     let (n_rows, n_cols) = (r as usize, c as usize);
@@ -391,6 +410,7 @@ fn encode_tensor(
         tensor: t.info.name.clone(),
         source,
     };
+    let fb = feedback_of(t, fit, opts)?;
     // SlotL scales are per tensor: encode it in one piece.
     let step = if fit.spec().slot_l {
         n_rows.max(1)
@@ -411,7 +431,7 @@ fn encode_tensor(
         buf.clear();
         read_rows(model, t, r0, r1, &mut buf)?;
         let m = Matrix::new(&buf, r1 - r0, n_cols).map_err(|e| codec_err(e.into()))?;
-        let enc = fit.encode(&m).map_err(|e| match e {
+        let enc = fit.encode_with(&m, fb.as_ref()).map_err(|e| match e {
             CodecError::NonFinite {
                 tensor,
                 row,
@@ -474,7 +494,7 @@ fn encode_one_group<W: Write + Seek>(
     let mut shared: Option<GroupIds> = None;
     for &i in group {
         let t = &tensors[i];
-        let (enc, q) = encode_tensor(model, t, &fit)?;
+        let (enc, q) = encode_tensor(model, t, &fit, opts)?;
         let mut outcome = TensorOutcome {
             name: t.info.name.clone(),
             role: t.class.role,
@@ -500,7 +520,7 @@ fn encode_one_group<W: Write + Seek>(
                 outcome
                     .fallbacks
                     .push(miss_line(&describe_spec(&spec), &q, &g));
-                fall_back(model, w, t, &spec, g, opts.fisher_z, &mut outcome)?;
+                fall_back(model, w, t, &spec, g, opts, &mut outcome)?;
             }
         }
         model.release(&t.info.name)?;
@@ -521,9 +541,10 @@ fn fall_back<W: Write + Seek>(
     t: &ClassifiedTensor,
     spec: &CodecSpec,
     gate: Gate,
-    fisher_z: bool,
+    opts: &EncodeOptions,
     outcome: &mut TensorOutcome,
 ) -> Result<(), EncodeError> {
+    let fisher_z = opts.fisher_z;
     let codec_err = |source| EncodeError::Codec {
         tensor: t.info.name.clone(),
         source,
@@ -537,7 +558,7 @@ fn fall_back<W: Write + Seek>(
                     continue;
                 }
                 let fit = fit_members(model, &[t], &s)?;
-                let (enc, q) = encode_tensor(model, t, &fit)?;
+                let (enc, q) = encode_tensor(model, t, &fit, opts)?;
                 if gate.passes(&q) {
                     let objs = w.add_group_objects(&fit.group_of(Vec::new()), fisher_z)?;
                     add_encoded(w, t, &fit, enc, &objs, &q)?;

@@ -21,8 +21,11 @@ use hhtld_format::limits::SLOT_L_DIMS;
 use rayon::prelude::*;
 
 use super::error::CodecError;
+use super::gptq::Feedback;
 use super::kmeans::{assign, quantise, refit, KmeansParams, Searcher, SplitMix64};
 use super::slot::{coefficients, top_basis};
+use crate::calibration::InputStats;
+
 use super::{CodecSpec, EncodedGroup, EncodedMatrix, Matrix, PaletteData, SlotData};
 use hhtld_format::encode::{pack_stage_row, round_to_elem, stage_row_bytes, StoredElems as Stored};
 
@@ -403,11 +406,91 @@ impl GroupFit {
     /// to the decoded rows where that lowers a row's error.
     fn stages_and_scales(&self, p: &Prepared) -> (Vec<f32>, Vec<f32>) {
         let (_, acc) = self.assign_stages(p);
-        let scales = self.refit_scales(p, &acc);
+        let scales = self.refit_scales(p, &acc, None);
         (acc, scales)
     }
 
-    fn refit_scales(&self, p: &Prepared, acc: &[f32]) -> Vec<f32> {
+    /// Stage codes of every row of `p` and the kernel's running sum of
+    /// them, a block of columns at a time with the block's error fed back
+    /// into the later columns (see [`super::gptq`]).
+    fn assign_feedback(&self, p: &Prepared, fb: &Feedback) -> (Vec<Vec<u8>>, Vec<f32>) {
+        let n = self.n_cols;
+        let total = p.scales.len();
+        let searchers: Vec<Searcher> = self
+            .norm
+            .iter()
+            .zip(&self.palettes)
+            .map(|(pal, pd)| Searcher::new(pal, pd.d))
+            .collect();
+        let ns: Vec<usize> = self.palettes.iter().map(|pd| n_sub(n, pd.d)).collect();
+        let per_row: usize = ns.iter().sum();
+        let mut acc = vec![0f32; total * n];
+        let mut flat = vec![0u8; total * per_row];
+        let block = fb.block();
+        acc.par_chunks_mut(n)
+            .zip(flat.par_chunks_mut(per_row.max(1)))
+            .zip(p.target.par_chunks(n))
+            .for_each(|((a, codes), t0)| {
+                let mut t = t0.to_vec();
+                let mut pt = Vec::new();
+                let (mut code, mut dist) = ([0u8], [0f32]);
+                for (b, c0) in (0..n).step_by(block).enumerate() {
+                    let c1 = (c0 + block).min(n);
+                    let mut off = 0;
+                    for ((srch, pd), (pal, &nsub)) in searchers
+                        .iter()
+                        .zip(&self.palettes)
+                        .zip(self.norm.iter().zip(&ns))
+                    {
+                        let d = pd.d;
+                        for j in c0 / d..c1.div_ceil(d) {
+                            let (lo, hi) = (j * d, (j * d + d).min(n));
+                            // The residual, zero-padded like `gather`.
+                            pt.clear();
+                            pt.resize(d, 0.0);
+                            for (o, c) in pt.iter_mut().zip(lo..hi) {
+                                *o = t[c] - a[c];
+                            }
+                            srch.assign_chunk(&pt, &mut code, &mut dist);
+                            codes[off + j] = code[0];
+                            let e = &pal[code[0] as usize * d..code[0] as usize * d + d];
+                            for (av, &v) in a[lo..hi].iter_mut().zip(e) {
+                                *av += v;
+                            }
+                        }
+                        off += nsub;
+                    }
+                    let rest = n - c1;
+                    if rest == 0 {
+                        continue;
+                    }
+                    let m = fb.mat(b);
+                    let (head, tail) = t.split_at_mut(c1);
+                    for (r, row) in m.chunks_exact(rest).enumerate() {
+                        let e = head[c0 + r] - a[c0 + r];
+                        if e != 0.0 {
+                            for (tv, &mv) in tail.iter_mut().zip(row) {
+                                *tv -= e * mv;
+                            }
+                        }
+                    }
+                }
+            });
+        let mut codes: Vec<Vec<u8>> = ns.iter().map(|&k| Vec::with_capacity(total * k)).collect();
+        for row in flat.chunks_exact(per_row.max(1)).take(total) {
+            let mut off = 0;
+            for (c, &k) in codes.iter_mut().zip(&ns) {
+                c.extend_from_slice(&row[off..off + k]);
+                off += k;
+            }
+        }
+        (codes, acc)
+    }
+
+    /// Row scales refitted by least squares to the decoded rows where that
+    /// lowers a row's error: the plain squared error, or with `fb` the
+    /// `G`-weighted error `(x - s a)ᵀ G (x - s a)`.
+    fn refit_scales(&self, p: &Prepared, acc: &[f32], fb: Option<&Feedback>) -> Vec<f32> {
         let n = self.n_cols;
         let mut scales = p.scales.clone();
         if self.spec.row_scale {
@@ -415,18 +498,50 @@ impl GroupFit {
                 .par_iter_mut()
                 .zip(acc.par_chunks(n))
                 .zip(p.xn.par_chunks(n))
-                .for_each(|((s, a), x)| {
-                    let num: f64 = x.iter().zip(a).map(|(&p, &q)| p as f64 * q as f64).sum();
-                    let den: f64 = a.iter().map(|&q| (q as f64).powi(2)).sum();
-                    if den > 0.0 {
-                        let cand = f16_scale(num / den);
-                        if scaled_err(x, a, cand) < scaled_err(x, a, *s) {
-                            *s = cand;
+                .for_each(|((s, a), x)| match fb {
+                    None => {
+                        let num: f64 = x.iter().zip(a).map(|(&p, &q)| p as f64 * q as f64).sum();
+                        let den: f64 = a.iter().map(|&q| (q as f64).powi(2)).sum();
+                        if den > 0.0 {
+                            let cand = f16_scale(num / den);
+                            if scaled_err(x, a, cand) < scaled_err(x, a, *s) {
+                                *s = cand;
+                            }
+                        }
+                    }
+                    Some(fb) => {
+                        let ga = fb.gram_times(a);
+                        let num: f64 = x.iter().zip(&ga).map(|(&xv, &g)| f64::from(xv) * g).sum();
+                        let den: f64 = a.iter().zip(&ga).map(|(&av, &g)| f64::from(av) * g).sum();
+                        // The error relative to xᵀGx.
+                        let err = |s: f32| f64::from(s) * (f64::from(s) * den - 2.0 * num);
+                        if den > 0.0 && err(f16_scale(num / den)) < err(*s) {
+                            *s = f16_scale(num / den);
                         }
                     }
                 });
         }
         scales
+    }
+
+    /// Error feedback for a member of this group whose inputs have the
+    /// statistics `stats` (for [`GroupFit::encode_with`]): blocks of the
+    /// least common multiple of the stages' entry widths (at most the row),
+    /// so every block holds whole sub-vectors of every stage. `None` when
+    /// the statistics carry no signal.
+    pub fn feedback(&self, stats: &InputStats) -> Result<Option<Feedback>, CodecError> {
+        if stats.cols() != self.n_cols {
+            return Err(CodecError::StatsWidth {
+                expected: self.n_cols,
+                got: stats.cols(),
+            });
+        }
+        let block = self
+            .palettes
+            .iter()
+            .try_fold(1usize, |a, p| lcm(a, p.d).filter(|&l| l <= self.n_cols))
+            .unwrap_or(self.n_cols);
+        Feedback::new(stats, block)
     }
 
     /// Encodes the rows of `m` (a whole tensor of the group, or any run of
@@ -435,8 +550,34 @@ impl GroupFit {
     /// that lowers the row's error; with SlotL, the slot scale is over the
     /// rows of `m`, so encode a SlotL tensor in one call.
     pub fn encode(&self, m: &Matrix<'_>) -> Result<EncodedMatrix, CodecError> {
+        self.encode_with(m, None)
+    }
+
+    /// [`GroupFit::encode`], with the tensor's input statistics when
+    /// `feedback` is given ([`GroupFit::feedback`]): codes are chosen a
+    /// block of columns at a time, each block's error fed back into the
+    /// columns not yet quantised (GPTQ), and row scales refitted to the
+    /// least `G`-weighted error, so the layer's output error, not the
+    /// weights' squared error, is what the codes minimise. Stages are
+    /// assigned greedily (no joint rounds), and SlotL tensors are encoded
+    /// as without statistics.
+    pub fn encode_with(
+        &self,
+        m: &Matrix<'_>,
+        feedback: Option<&Feedback>,
+    ) -> Result<EncodedMatrix, CodecError> {
         let n = self.n_cols;
         check_member(0, m, n, true)?;
+        let fb = match feedback {
+            Some(fb) if fb.cols() != n => {
+                return Err(CodecError::StatsWidth {
+                    expected: n,
+                    got: fb.cols(),
+                })
+            }
+            Some(fb) if !self.spec.slot_l => Some(fb),
+            _ => None,
+        };
         let p = prepare(
             m.data.par_chunks(n),
             m.n_rows,
@@ -444,8 +585,11 @@ impl GroupFit {
             self.shift,
             self.spec.row_scale,
         );
-        let (codes, acc) = self.assign_stages(&p);
-        let scales = self.refit_scales(&p, &acc);
+        let (codes, acc) = match fb {
+            None => self.assign_stages(&p),
+            Some(fb) => self.assign_feedback(&p, fb),
+        };
+        let scales = self.refit_scales(&p, &acc, fb);
         let slot = match &self.basis {
             Some(b) => {
                 let r = slot_residual(&p.xn, &acc, &scales, n, self.spec.row_scale);
@@ -495,6 +639,19 @@ impl GroupFit {
             tensors,
         }
     }
+}
+
+/// The least common multiple of `a` and `b`, `None` on overflow.
+fn lcm(a: usize, b: usize) -> Option<usize> {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let g = gcd(a, b).max(1);
+    (a / g).checked_mul(b)
 }
 
 /// `v` as a stored f16 row scale: overflow clamps to the largest f16, and a

@@ -132,6 +132,19 @@ pub enum CodecError {
         /// The kernel's error.
         source: KernelError,
     },
+    /// Input statistics ([`crate::calibration::InputStats`]) measured for
+    /// a different width than the tensor's rows.
+    #[error("input statistics have {got} columns, the tensor {expected}")]
+    StatsWidth {
+        /// The tensor's columns.
+        expected: usize,
+        /// The statistics' columns.
+        got: usize,
+    },
+    /// The input statistics' Gram matrix, even damped, is not positive
+    /// definite: it is not a second-moment matrix.
+    #[error("input statistics are not positive semi-definite")]
+    StatsNotDefinite,
 }
 
 impl From<hhtld_format::quality::QualityError> for CodecError {

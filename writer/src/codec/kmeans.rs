@@ -148,7 +148,7 @@ impl Searcher {
 
     /// Nearest entry of each point of `pts` (`codes.len()` points), and its
     /// squared distance. Ties go to the lowest entry index.
-    fn assign_chunk(&self, pts: &[f32], codes: &mut [u8], dists: &mut [f32]) {
+    pub(crate) fn assign_chunk(&self, pts: &[f32], codes: &mut [u8], dists: &mut [f32]) {
         match self.d {
             1 => assign_soa::<1>(&self.blocks, pts, codes, dists),
             2 => assign_soa::<2>(&self.blocks, pts, codes, dists),

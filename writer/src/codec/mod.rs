@@ -16,6 +16,7 @@
 
 mod encode;
 mod error;
+pub mod gptq;
 mod kmeans;
 pub mod profile;
 mod slot;
@@ -27,6 +28,7 @@ pub use hhtld_format::ElemType;
 
 pub use encode::{encode_group, fit_group, reconstruct, sample_rows, GroupDecoder, GroupFit};
 pub use error::CodecError;
+pub use gptq::Feedback;
 pub use hhtld_format::quality::{
     row_quality, row_quality_by, row_rho, Gate, Matrix, QualityAcc, QualityError, QualityStats,
 };
