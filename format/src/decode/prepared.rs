@@ -1,0 +1,367 @@
+//! [`Prepared`]: a tensor's stages checked once, its narrow palettes widened
+//! to f32 and a one-pass row loop picked for its shape, for decoding many
+//! rows with results bit-identical to [`decode_row`](super::decode_row).
+
+use super::{add_slot_any, add_stage, check_stage, code_bytes, entries};
+use super::{ElemSlice, KernelError, SlotRow, StageRow};
+use crate::limits::{MAX_STAGES, SLOT_L_DIMS};
+
+/// One stage of a tensor, for [`Prepared::new`]: its palette and where its
+/// codes sit in a row's `stride` code bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct StageSpec<'a> {
+    /// All `2^bits * d` stored palette elements, entry-major.
+    pub palette: ElemSlice<'a>,
+    /// Palette entry width.
+    pub d: usize,
+    /// Code width, 4 or 8.
+    pub bits: u8,
+    /// Offset of the stage's codes in the row's code bytes.
+    pub code_offset: usize,
+}
+
+/// Entries at most this wide are widened to f32 by [`Prepared`] (a
+/// 256-entry palette is then at most 16 KiB); wider ones are read in place.
+const WIDEN_MAX_D: usize = 16;
+
+/// A stage's palette as [`Prepared`] holds it.
+#[derive(Debug, Clone)]
+enum PalData<'a> {
+    /// Widened to f32; stage 0's entries are stored as `0.0 + v`.
+    Wide(Vec<f32>),
+    /// As stored.
+    Stored(ElemSlice<'a>),
+}
+
+#[derive(Debug, Clone)]
+struct PreparedStage<'a> {
+    pal: PalData<'a>,
+    d: usize,
+    bits: u8,
+    code_offset: usize,
+    cb: usize,
+}
+
+/// A tensor's stages checked once and prepared for decoding many rows, with
+/// results bit-identical to [`decode_row`](super::decode_row).
+///
+/// Palettes of entries up to 16 wide are widened to f32 once (exact), and
+/// stage 0's entries are stored as `0.0 + v`, the first addition of spec
+/// §4. One or two 8-bit stages whose widths are in the table of [`pick`]
+/// (every shape the built-in profiles write: equal widths 1 to 16, and
+/// stage 0 narrower than stage 1, e.g. 2 + 4, 2 + 8, 3 + 8, 4 + 8) decode
+/// in one pass: each block of outputs is assembled from its entries in
+/// registers, summed, scaled once and stored once; no zero fill, no
+/// read-modify-write per stage.
+///
+/// ```
+/// use hhtld_format::decode::{decode_row, ElemSlice, Prepared, StageRow, StageSpec};
+/// let pal: Vec<f32> = (0..256 * 2).map(|i| i as f32 * 0.25).collect();
+/// let spec = StageSpec { palette: ElemSlice::F32(&pal), d: 2, bits: 8, code_offset: 0 };
+/// let prepared = Prepared::new(&[spec], 6).unwrap();
+/// let codes = [3u8, 0, 255];
+/// let (mut a, mut b) = ([0f32; 6], [0f32; 6]);
+/// prepared.decode_row(&codes, Some(0.5), None, &mut a).unwrap();
+/// let stage = StageRow { palette: ElemSlice::F32(&pal), d: 2, bits: 8, codes: &codes };
+/// decode_row(&[stage], Some(0.5), None, &mut b).unwrap();
+/// assert_eq!(a, b);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    stages: Vec<PreparedStage<'a>>,
+    n_cols: usize,
+    /// The one-pass loop for this shape, when there is one.
+    kernel: Option<RowKernel>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Checks the stages against a row of `n_cols` (the checks
+    /// [`decode_row`](super::decode_row) makes on every row) and widens the
+    /// narrow palettes.
+    pub fn new(stages: &[StageSpec<'a>], n_cols: usize) -> Result<Prepared<'a>, KernelError> {
+        let mut out = Vec::with_capacity(stages.len());
+        for (stage, st) in stages.iter().enumerate() {
+            let cb = code_bytes(n_cols, st.d, st.bits).unwrap_or(0);
+            let row = StageRow {
+                palette: st.palette,
+                d: st.d,
+                bits: st.bits,
+                codes: &[],
+            };
+            // Everything but the codes, which are checked per row.
+            match check_stage(stage, &row, n_cols) {
+                Ok(()) | Err(KernelError::CodesLen { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let pal = if st.d <= WIDEN_MAX_D {
+                let mut v: Vec<f32> = (0..st.palette.len())
+                    .map(|i| st.palette.get_f32(i).unwrap_or(0.0))
+                    .collect();
+                if stage == 0 {
+                    for x in v.iter_mut() {
+                        *x += 0.0; // exactly the spec's `0 + P0[c]`, once
+                    }
+                }
+                PalData::Wide(v)
+            } else {
+                PalData::Stored(st.palette)
+            };
+            out.push(PreparedStage {
+                pal,
+                d: st.d,
+                bits: st.bits,
+                code_offset: st.code_offset,
+                cb,
+            });
+        }
+        let kernel = pick(&out);
+        Ok(Prepared {
+            stages: out,
+            n_cols,
+            kernel,
+        })
+    }
+
+    /// The row width this was prepared for.
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Whether rows decode in one pass (the shape has a specialised loop).
+    pub fn is_one_pass(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    /// Decodes one row from its code bytes (every stage's, at the offsets
+    /// given to [`Prepared::new`]) into `out` (`n_cols` values), exactly as
+    /// [`decode_row`](super::decode_row) does.
+    pub fn decode_row(
+        &self,
+        row_codes: &[u8],
+        scale: Option<f32>,
+        slot: Option<&SlotRow<'_>>,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let n_cols = self.n_cols;
+        if out.len() != n_cols {
+            return Err(KernelError::Width {
+                stage: 0,
+                d: self.stages.first().map_or(0, |s| s.d),
+                n_cols: out.len(),
+            });
+        }
+        let mut codes: [&[u8]; MAX_STAGES] = [&[]; MAX_STAGES];
+        for (i, st) in self.stages.iter().enumerate() {
+            let c = row_codes
+                .get(st.code_offset..st.code_offset.saturating_add(st.cb))
+                .ok_or(KernelError::CodesLen {
+                    stage: i,
+                    expected: st.cb,
+                    got: row_codes.len().saturating_sub(st.code_offset),
+                })?;
+            if let Some(dst) = codes.get_mut(i) {
+                *dst = c;
+            }
+        }
+        if let Some(sl) = slot {
+            let expected = SLOT_L_DIMS * n_cols;
+            if sl.basis.len() != expected {
+                return Err(KernelError::BasisLen {
+                    expected,
+                    got: sl.basis.len(),
+                });
+            }
+        }
+        if let Some(kernel) = self.kernel {
+            let last = self.stages.len() - 1;
+            kernel(
+                self.wide(0),
+                self.wide(last),
+                codes[0],
+                codes[last],
+                scale,
+                out,
+            );
+        } else {
+            out.fill(0.0);
+            for (st, c) in self.stages.iter().zip(codes) {
+                match &st.pal {
+                    PalData::Wide(p) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::F32(p)) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::F16(p)) => add_stage(p, st.d, st.bits, c, out),
+                    PalData::Stored(ElemSlice::Bf16(p)) => add_stage(p, st.d, st.bits, c, out),
+                }
+            }
+            if let Some(s) = scale {
+                for v in out.iter_mut() {
+                    *v *= s;
+                }
+            }
+        }
+        if let Some(sl) = slot {
+            add_slot_any(sl, out);
+        }
+        Ok(())
+    }
+
+    /// Stage `i`'s widened palette (empty when it is not widened).
+    fn wide(&self, i: usize) -> &[f32] {
+        match self.stages.get(i).map(|s| &s.pal) {
+            Some(PalData::Wide(p)) => p.as_slice(),
+            _ => &[],
+        }
+    }
+}
+
+/// A one-pass row loop: stage 0's and the last stage's widened palettes
+/// (the same stage for one-stage tensors), their codes for this row, the
+/// row scale and the output row.
+type RowKernel = fn(&[f32], &[f32], &[u8], &[u8], Option<f32>, &mut [f32]);
+
+/// The one-pass loop for a tensor's stages, if its shape has one: one or
+/// two widened 8-bit stages. `B` outputs per block (a common multiple of the
+/// widths, so a block holds `B / D` whole entries of each stage).
+fn pick(stages: &[PreparedStage<'_>]) -> Option<RowKernel> {
+    if !stages
+        .iter()
+        .all(|s| s.bits == 8 && matches!(s.pal, PalData::Wide(_)))
+    {
+        return None;
+    }
+    let k: RowKernel = match stages {
+        [a] => match a.d {
+            1 => row::<16, 1, 16, 1, 16, false>,
+            2 => row::<16, 2, 8, 2, 8, false>,
+            3 => row::<12, 3, 4, 3, 4, false>,
+            4 => row::<16, 4, 4, 4, 4, false>,
+            8 => row::<16, 8, 2, 8, 2, false>,
+            16 => row::<16, 16, 1, 16, 1, false>,
+            _ => return None,
+        },
+        [a, b] => match (a.d, b.d) {
+            (1, 1) => row::<16, 1, 16, 1, 16, true>,
+            (2, 2) => row::<16, 2, 8, 2, 8, true>,
+            (3, 3) => row::<12, 3, 4, 3, 4, true>,
+            (4, 4) => row::<16, 4, 4, 4, 4, true>,
+            (8, 8) => row::<16, 8, 2, 8, 2, true>,
+            (16, 16) => row::<16, 16, 1, 16, 1, true>,
+            (1, 2) => row::<16, 1, 16, 2, 8, true>,
+            (1, 4) => row::<16, 1, 16, 4, 4, true>,
+            (1, 8) => row::<16, 1, 16, 8, 2, true>,
+            (2, 4) => row::<16, 2, 8, 4, 4, true>,
+            (2, 8) => row::<16, 2, 8, 8, 2, true>,
+            (2, 16) => row::<16, 2, 8, 16, 1, true>,
+            (3, 8) => row::<24, 3, 8, 8, 3, true>,
+            (4, 8) => row::<16, 4, 4, 8, 2, true>,
+            (4, 16) => row::<16, 4, 4, 16, 1, true>,
+            (8, 16) => row::<16, 8, 2, 16, 1, true>,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(k)
+}
+
+/// One row of one (`TWO = false`) or two widened 8-bit stages of widths
+/// `D0` and `D1`, in blocks of `B = N0 x D0 = N1 x D1` outputs; the last
+/// `n_cols mod B` columns go through [`tail`].
+fn row<
+    const B: usize,
+    const D0: usize,
+    const N0: usize,
+    const D1: usize,
+    const N1: usize,
+    const TWO: bool,
+>(
+    p: &[f32],
+    q: &[f32],
+    a: &[u8],
+    b: &[u8],
+    scale: Option<f32>,
+    out: &mut [f32],
+) {
+    const { assert!(N0 * D0 == B && N1 * D1 == B) };
+    let (Some(pe), Some(qe)) = (entries::<f32, D0>(p), entries::<f32, D1>(q)) else {
+        return; // unreachable: Prepared::new checked 256 x D elements
+    };
+    let (full, rest) = out.as_chunks_mut::<B>();
+    let done = full.len() * B;
+    match scale {
+        None => blocks::<B, D0, N0, D1, N1, TWO>(pe, qe, a, b, full, |x| x),
+        Some(s) => blocks::<B, D0, N0, D1, N1, TWO>(pe, qe, a, b, full, |x| x * s),
+    }
+    if !rest.is_empty() {
+        let qs = if TWO { Some((q, D1, b)) } else { None };
+        tail((p, D0, a), qs, scale, done, rest);
+    }
+}
+
+/// Whole blocks: each block's entries gathered into a `[f32; B]` in
+/// registers, `(0 + P0) + P1` as the spec adds them, then one scale and one
+/// store per output.
+#[inline(always)]
+fn blocks<
+    const B: usize,
+    const D0: usize,
+    const N0: usize,
+    const D1: usize,
+    const N1: usize,
+    const TWO: bool,
+>(
+    p: &[[f32; D0]; 256],
+    q: &[[f32; D1]; 256],
+    a: &[u8],
+    b: &[u8],
+    out: &mut [[f32; B]],
+    f: impl Fn(f32) -> f32,
+) {
+    let (ab, _) = a.as_chunks::<N0>();
+    let (bb, _) = b.as_chunks::<N1>();
+    let n = out.len().min(ab.len()).min(bb.len());
+    for ((o, ca), cb) in out[..n].iter_mut().zip(&ab[..n]).zip(&bb[..n]) {
+        let mut t = [0f32; B];
+        for u in 0..N0 {
+            let e = &p[ca[u] as usize];
+            for k in 0..D0 {
+                t[u * D0 + k] = e[k];
+            }
+        }
+        if TWO {
+            for u in 0..N1 {
+                let e = &q[cb[u] as usize];
+                for k in 0..D1 {
+                    t[u * D1 + k] += e[k];
+                }
+            }
+        }
+        for k in 0..B {
+            o[k] = f(t[k]);
+        }
+    }
+}
+
+/// The columns from `start` on, one at a time: spec §4 for each column,
+/// with stage 0's palette already holding `0 + v`.
+fn tail(
+    (p, d0, a): (&[f32], usize, &[u8]),
+    q: Option<(&[f32], usize, &[u8])>,
+    scale: Option<f32>,
+    start: usize,
+    out: &mut [f32],
+) {
+    let value = |pal: &[f32], d: usize, codes: &[u8], c: usize| {
+        let code = usize::from(codes.get(c / d).copied().unwrap_or(0));
+        pal.get(code * d + c % d).copied().unwrap_or(0.0)
+    };
+    for (i, v) in out.iter_mut().enumerate() {
+        let c = start + i;
+        let mut acc = value(p, d0, a, c);
+        if let Some((q, d1, b)) = q {
+            acc += value(q, d1, b, c);
+        }
+        *v = match scale {
+            Some(s) => acc * s,
+            None => acc,
+        };
+    }
+}
