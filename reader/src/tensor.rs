@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use hhtld_format::decode::{
-    decode_row, n_sub, unpack_code, ElemSlice, KernelError, Prepared, SlotRow, StageRow, StageSpec,
+    decode_row, n_sub, unpack_code, ElemSlice, KernelError, Prepared, RowScales, SlotRow, StageRow,
+    StageSpec,
 };
 use hhtld_format::error::TensorId;
 use hhtld_format::limits::{MAX_STAGES, SLOT_L_DIMS};
@@ -25,6 +26,8 @@ use crate::ReaderError;
 const PAR_MIN_ELEMS: usize = 1 << 16;
 /// Elements per rayon task when decoding in parallel.
 const PAR_TASK_ELEMS: usize = 1 << 14;
+/// f32 scratch for decoding into bf16 or f16: 16 KiB, stays in L1.
+const SCRATCH_ELEMS: usize = 1 << 12;
 
 /// One tensor of a file. Holds the file's bytes and a shared layout; making
 /// one allocates nothing.
@@ -157,6 +160,26 @@ impl<'a> Decoder<'a> {
     ) -> Result<(), (usize, KernelError)> {
         if n_cols == 0 {
             return Ok(());
+        }
+        if let (Some(p), None) = (&self.prepared, &self.slot) {
+            // Whole rows in one call: no per-row dispatch.
+            let codes = self.data.get(first * self.stride..).unwrap_or(&[]);
+            let scales = self.scale.map(|(bytes, elem)| RowScales { bytes, elem });
+            if let Some(out) = O::as_f32_mut(out) {
+                return p.decode_rows(codes, self.stride, scales, first, out);
+            }
+            // bf16 / f16: blocks of rows decoded in f32 into scratch that
+            // stays in L1, then rounded.
+            let rows_per = (SCRATCH_ELEMS / n_cols).max(1);
+            return SCRATCH.with_borrow_mut(|buf| {
+                for (k, chunk) in out.chunks_mut(rows_per * n_cols).enumerate() {
+                    buf.resize(chunk.len(), 0.0);
+                    let c = codes.get(k * rows_per * self.stride..).unwrap_or(&[]);
+                    p.decode_rows(c, self.stride, scales, first + k * rows_per, buf)?;
+                    O::from_f32_slice(buf, chunk);
+                }
+                Ok(())
+            });
         }
         if let Some(out) = O::as_f32_mut(out) {
             for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
@@ -510,7 +533,8 @@ impl<'a> TensorView<'a> {
         if out.is_empty() {
             return Ok(());
         }
-        let parallel = out.len() >= PAR_MIN_ELEMS;
+        // On one thread, rayon's splitting would only add work.
+        let parallel = out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1;
         let n_cols = t.n_cols;
         match t.encoding {
             Encoding::Raw => {

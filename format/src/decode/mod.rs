@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::limits::SLOT_L_DIMS;
 
 mod prepared;
-pub use prepared::{Prepared, StageSpec};
+pub use prepared::{Prepared, RowScales, StageSpec};
 
 /// A typed slice of stored elements (palette entries or basis rows).
 #[derive(Debug, Clone, Copy)]

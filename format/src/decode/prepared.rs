@@ -5,6 +5,8 @@
 use super::{add_slot_any, add_stage, check_stage, code_bytes, entries};
 use super::{ElemSlice, KernelError, SlotRow, StageRow};
 use crate::limits::{MAX_STAGES, SLOT_L_DIMS};
+use crate::ElemType;
+use half::{bf16, f16};
 
 /// One stage of a tensor, for [`Prepared::new`]: its palette and where its
 /// codes sit in a row's `stride` code bytes.
@@ -94,9 +96,11 @@ impl<'a> Prepared<'a> {
                 Err(e) => return Err(e),
             }
             let pal = if st.d <= WIDEN_MAX_D {
-                let mut v: Vec<f32> = (0..st.palette.len())
-                    .map(|i| st.palette.get_f32(i).unwrap_or(0.0))
-                    .collect();
+                let mut v: Vec<f32> = match st.palette {
+                    ElemSlice::F32(p) => p.to_vec(),
+                    ElemSlice::F16(p) => p.iter().map(|x| x.to_f32()).collect(),
+                    ElemSlice::Bf16(p) => p.iter().map(|x| x.to_f32()).collect(),
+                };
                 if stage == 0 {
                     for x in v.iter_mut() {
                         *x += 0.0; // exactly the spec's `0 + P0[c]`, once
@@ -204,6 +208,93 @@ impl<'a> Prepared<'a> {
         Ok(())
     }
 
+    /// Decodes whole rows into `out` (`out.len()` a multiple of `n_cols`):
+    /// row `first + i` from `codes[i x stride..][..stride]` and, when
+    /// `scales` is given, its scale element `first + i` (no SlotL; use
+    /// [`Prepared::decode_row`] for that). The same values as
+    /// [`Prepared::decode_row`] row by row, with the per-row work (slicing,
+    /// scale read, dispatch) cut to a few instructions. The error carries
+    /// the failing row.
+    pub fn decode_rows(
+        &self,
+        codes: &[u8],
+        stride: usize,
+        scales: Option<RowScales<'_>>,
+        first: usize,
+        out: &mut [f32],
+    ) -> Result<(), (usize, KernelError)> {
+        match scales {
+            None => self.rows_with(codes, stride, first, out, |_| None),
+            Some(RowScales { bytes, elem }) => match elem {
+                ElemType::F32 => {
+                    let v = bytes.as_chunks::<4>().0;
+                    self.rows_with(codes, stride, first, out, |r| {
+                        v.get(r).map(|b| f32::from_le_bytes(*b))
+                    })
+                }
+                ElemType::F16 => {
+                    let v = bytes.as_chunks::<2>().0;
+                    self.rows_with(codes, stride, first, out, |r| {
+                        v.get(r).map(|b| f16::from_le_bytes(*b).to_f32())
+                    })
+                }
+                ElemType::Bf16 => {
+                    let v = bytes.as_chunks::<2>().0;
+                    self.rows_with(codes, stride, first, out, |r| {
+                        v.get(r).map(|b| bf16::from_le_bytes(*b).to_f32())
+                    })
+                }
+            },
+        }
+    }
+
+    fn rows_with(
+        &self,
+        codes: &[u8],
+        stride: usize,
+        first: usize,
+        out: &mut [f32],
+        scale: impl Fn(usize) -> Option<f32>,
+    ) -> Result<(), (usize, KernelError)> {
+        let n_cols = self.n_cols;
+        if n_cols == 0 {
+            return Ok(());
+        }
+        let row_codes = |i: usize| codes.get(i * stride..(i + 1) * stride).unwrap_or(&[]);
+        let Some(kernel) = self.kernel else {
+            for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
+                self.decode_row(row_codes(i), scale(first + i), None, row)
+                    .map_err(|e| (first + i, e))?;
+            }
+            return Ok(());
+        };
+        let last = self.stages.len() - 1;
+        let (p, q) = (self.wide(0), self.wide(last));
+        let (s0, s1) = (&self.stages[0], &self.stages[last]);
+        let (r0, r1) = (
+            s0.code_offset..s0.code_offset + s0.cb,
+            s1.code_offset..s1.code_offset + s1.cb,
+        );
+        for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
+            let rc = row_codes(i);
+            let (Some(a), Some(b)) = (rc.get(r0.clone()), rc.get(r1.clone())) else {
+                let (stage, st) = if rc.get(r0.clone()).is_none() {
+                    (0, s0)
+                } else {
+                    (last, s1)
+                };
+                let err = KernelError::CodesLen {
+                    stage,
+                    expected: st.cb,
+                    got: rc.len().saturating_sub(st.code_offset),
+                };
+                return Err((first + i, err));
+            };
+            kernel(p, q, a, b, scale(first + i), row);
+        }
+        Ok(())
+    }
+
     /// Stage `i`'s widened palette (empty when it is not widened).
     fn wide(&self, i: usize) -> &[f32] {
         match self.stages.get(i).map(|s| &s.pal) {
@@ -211,6 +302,16 @@ impl<'a> Prepared<'a> {
             _ => &[],
         }
     }
+}
+
+/// A tensor's row scales as stored (spec §4): one little-endian element
+/// per row, at any alignment.
+#[derive(Debug, Clone, Copy)]
+pub struct RowScales<'a> {
+    /// The scale section's bytes.
+    pub bytes: &'a [u8],
+    /// Their element type.
+    pub elem: ElemType,
 }
 
 /// A one-pass row loop: stage 0's and the last stage's widened palettes

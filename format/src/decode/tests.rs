@@ -384,3 +384,73 @@ fn codes_past_k_read_padding_never_outside_the_palette() {
     decode_row(&[st], None, None, &mut out).unwrap();
     assert_eq!(out, [3.0, 0.0]);
 }
+
+#[test]
+fn decode_rows_matches_decode_row_row_by_row() {
+    use crate::ElemType;
+    let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let (n, n_rows, first) = (52usize, 7usize, 3usize);
+    // One-pass shapes and a staged one (4-bit), f32 palettes.
+    for shapes in [&[(2usize, 8u8), (4, 8)][..], &[(4, 8), (4, 8)], &[(4, 4)]] {
+        let pals: Vec<Vec<f32>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(s, &(d, b))| with_zeros((1 << b) * d, s as u32 + 3))
+            .collect();
+        let mut specs = Vec::new();
+        let mut stride = 0;
+        for (p, &(d, b)) in pals.iter().zip(shapes) {
+            specs.push(StageSpec {
+                palette: ElemSlice::F32(p),
+                d,
+                bits: b,
+                code_offset: stride,
+            });
+            stride += code_bytes(n, d, b).unwrap();
+        }
+        let prepared = Prepared::new(&specs, n).unwrap();
+        let codes: Vec<u8> = (0..stride * n_rows).map(|i| (i * 73 + 19) as u8).collect();
+        let scale_vals = [0.5f32, -1.25, 3.0, 0.125, -0.0, 2.5, 1.0, 7.0, 0.75, 9.0];
+        for elem in [ElemType::F32, ElemType::F16, ElemType::Bf16] {
+            let bytes: Vec<u8> = scale_vals
+                .iter()
+                .flat_map(|&v| match elem {
+                    ElemType::F32 => v.to_le_bytes().to_vec(),
+                    ElemType::F16 => f16::from_f32(v).to_le_bytes().to_vec(),
+                    ElemType::Bf16 => bf16::from_f32(v).to_le_bytes().to_vec(),
+                })
+                .collect();
+            for scales in [
+                None,
+                Some(RowScales {
+                    bytes: &bytes,
+                    elem,
+                }),
+            ] {
+                let mut got = vec![f32::NAN; n * n_rows];
+                prepared
+                    .decode_rows(&codes, stride, scales, first, &mut got)
+                    .unwrap();
+                for (i, row) in got.chunks_exact(n).enumerate() {
+                    let scale = scales.map(|_| match elem {
+                        ElemType::F32 => scale_vals[first + i],
+                        ElemType::F16 => f16::from_f32(scale_vals[first + i]).to_f32(),
+                        ElemType::Bf16 => bf16::from_f32(scale_vals[first + i]).to_f32(),
+                    });
+                    let mut want = vec![f32::NAN; n];
+                    prepared
+                        .decode_row(&codes[i * stride..][..stride], scale, None, &mut want)
+                        .unwrap();
+                    assert_eq!(bits_of(row), bits_of(&want), "{shapes:?} {elem:?} row {i}");
+                }
+            }
+        }
+        // Too few code bytes: a typed error naming the row, not a panic.
+        let mut out = vec![0f32; n * n_rows];
+        let short = &codes[..stride * n_rows - 1];
+        assert!(matches!(
+            prepared.decode_rows(short, stride, None, first, &mut out),
+            Err((r, KernelError::CodesLen { .. })) if r == first + n_rows - 1
+        ));
+    }
+}
