@@ -49,7 +49,7 @@ struct PreparedStage<'a> {
 ///
 /// Palettes of entries up to 16 wide are widened to f32 once (exact), and
 /// stage 0's entries are stored as `0.0 + v`, the first addition of spec
-/// §4. One or two 8-bit stages whose widths are in the table of [`pick`]
+/// §4. One or two 8-bit stages whose widths have a specialised loop
 /// (every shape the built-in profiles write: equal widths 1 to 16, and
 /// stage 0 narrower than stage 1, e.g. 2 + 4, 2 + 8, 3 + 8, 4 + 8) decode
 /// in one pass: each block of outputs is assembled from its entries in
