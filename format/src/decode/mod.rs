@@ -209,15 +209,7 @@ pub fn decode_row(
     for (stage, st) in stages.iter().enumerate() {
         check_stage(stage, st, n_cols)?;
     }
-    if let Some(sl) = slot {
-        let expected = SLOT_L_DIMS * n_cols;
-        if sl.basis.len() != expected {
-            return Err(KernelError::BasisLen {
-                expected,
-                got: sl.basis.len(),
-            });
-        }
-    }
+    check_slot(slot, n_cols)?;
     if decode_fused(stages, scale.unwrap_or(1.0), out) {
         if let Some(sl) = slot {
             add_slot_any(sl, out);
@@ -241,6 +233,17 @@ pub fn decode_row(
         add_slot_any(sl, out);
     }
     Ok(())
+}
+
+/// A SlotL basis must hold `8 x n_cols` elements.
+fn check_slot(slot: Option<&SlotRow<'_>>, n_cols: usize) -> Result<(), KernelError> {
+    match slot {
+        Some(sl) if sl.basis.len() != SLOT_L_DIMS * n_cols => Err(KernelError::BasisLen {
+            expected: SLOT_L_DIMS * n_cols,
+            got: sl.basis.len(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn add_slot_any(sl: &SlotRow<'_>, out: &mut [f32]) {

@@ -2,9 +2,9 @@
 //! to f32 and a one-pass row loop picked for its shape, for decoding many
 //! rows with results bit-identical to [`decode_row`](super::decode_row).
 
-use super::{add_slot_any, add_stage, check_stage, code_bytes, entries};
+use super::{add_slot_any, add_stage, check_slot, check_stage, code_bytes, entries};
 use super::{ElemSlice, KernelError, SlotRow, StageRow};
-use crate::limits::{MAX_STAGES, SLOT_L_DIMS};
+use crate::limits::MAX_STAGES;
 use crate::ElemType;
 use half::{bf16, f16};
 
@@ -167,15 +167,7 @@ impl<'a> Prepared<'a> {
                 *dst = c;
             }
         }
-        if let Some(sl) = slot {
-            let expected = SLOT_L_DIMS * n_cols;
-            if sl.basis.len() != expected {
-                return Err(KernelError::BasisLen {
-                    expected,
-                    got: sl.basis.len(),
-                });
-            }
-        }
+        check_slot(slot, n_cols)?;
         if let Some(kernel) = self.kernel {
             let last = self.stages.len() - 1;
             kernel(
@@ -331,31 +323,31 @@ fn pick(stages: &[PreparedStage<'_>]) -> Option<RowKernel> {
     }
     let k: RowKernel = match stages {
         [a] => match a.d {
-            1 => row::<16, 1, 16, 1, 16, false>,
-            2 => row::<16, 2, 8, 2, 8, false>,
-            3 => row::<12, 3, 4, 3, 4, false>,
-            4 => row::<16, 4, 4, 4, 4, false>,
-            8 => row::<16, 8, 2, 8, 2, false>,
-            16 => row::<16, 16, 1, 16, 1, false>,
+            1 => Kern::<16, 1, 16, 1, 16, false>::row,
+            2 => Kern::<16, 2, 8, 2, 8, false>::row,
+            3 => Kern::<12, 3, 4, 3, 4, false>::row,
+            4 => Kern::<16, 4, 4, 4, 4, false>::row,
+            8 => Kern::<16, 8, 2, 8, 2, false>::row,
+            16 => Kern::<16, 16, 1, 16, 1, false>::row,
             _ => return None,
         },
         [a, b] => match (a.d, b.d) {
-            (1, 1) => row::<16, 1, 16, 1, 16, true>,
-            (2, 2) => row::<16, 2, 8, 2, 8, true>,
-            (3, 3) => row::<12, 3, 4, 3, 4, true>,
-            (4, 4) => row::<16, 4, 4, 4, 4, true>,
-            (8, 8) => row::<16, 8, 2, 8, 2, true>,
-            (16, 16) => row::<16, 16, 1, 16, 1, true>,
-            (1, 2) => row::<16, 1, 16, 2, 8, true>,
-            (1, 4) => row::<16, 1, 16, 4, 4, true>,
-            (1, 8) => row::<16, 1, 16, 8, 2, true>,
-            (2, 4) => row::<16, 2, 8, 4, 4, true>,
-            (2, 8) => row::<16, 2, 8, 8, 2, true>,
-            (2, 16) => row::<16, 2, 8, 16, 1, true>,
-            (3, 8) => row::<24, 3, 8, 8, 3, true>,
-            (4, 8) => row::<16, 4, 4, 8, 2, true>,
-            (4, 16) => row::<16, 4, 4, 16, 1, true>,
-            (8, 16) => row::<16, 8, 2, 16, 1, true>,
+            (1, 1) => Kern::<16, 1, 16, 1, 16, true>::row,
+            (2, 2) => Kern::<16, 2, 8, 2, 8, true>::row,
+            (3, 3) => Kern::<12, 3, 4, 3, 4, true>::row,
+            (4, 4) => Kern::<16, 4, 4, 4, 4, true>::row,
+            (8, 8) => Kern::<16, 8, 2, 8, 2, true>::row,
+            (16, 16) => Kern::<16, 16, 1, 16, 1, true>::row,
+            (1, 2) => Kern::<16, 1, 16, 2, 8, true>::row,
+            (1, 4) => Kern::<16, 1, 16, 4, 4, true>::row,
+            (1, 8) => Kern::<16, 1, 16, 8, 2, true>::row,
+            (2, 4) => Kern::<16, 2, 8, 4, 4, true>::row,
+            (2, 8) => Kern::<16, 2, 8, 8, 2, true>::row,
+            (2, 16) => Kern::<16, 2, 8, 16, 1, true>::row,
+            (3, 8) => Kern::<24, 3, 8, 8, 3, true>::row,
+            (4, 8) => Kern::<16, 4, 4, 8, 2, true>::row,
+            (4, 16) => Kern::<16, 4, 4, 16, 1, true>::row,
+            (8, 16) => Kern::<16, 8, 2, 16, 1, true>::row,
             _ => return None,
         },
         _ => return None,
@@ -363,80 +355,78 @@ fn pick(stages: &[PreparedStage<'_>]) -> Option<RowKernel> {
     Some(k)
 }
 
-/// One row of one (`TWO = false`) or two widened 8-bit stages of widths
-/// `D0` and `D1`, in blocks of `B = N0 x D0 = N1 x D1` outputs; the last
-/// `n_cols mod B` columns go through [`tail`].
-fn row<
+/// The one-pass loop for one (`TWO = false`) or two widened 8-bit stages of
+/// widths `D0` and `D1`, in blocks of `B = N0 x D0 = N1 x D1` outputs.
+struct Kern<
     const B: usize,
     const D0: usize,
     const N0: usize,
     const D1: usize,
     const N1: usize,
     const TWO: bool,
->(
-    p: &[f32],
-    q: &[f32],
-    a: &[u8],
-    b: &[u8],
-    scale: Option<f32>,
-    out: &mut [f32],
-) {
-    const { assert!(N0 * D0 == B && N1 * D1 == B) };
-    let (Some(pe), Some(qe)) = (entries::<f32, D0>(p), entries::<f32, D1>(q)) else {
-        return; // unreachable: Prepared::new checked 256 x D elements
-    };
-    let (full, rest) = out.as_chunks_mut::<B>();
-    let done = full.len() * B;
-    match scale {
-        None => blocks::<B, D0, N0, D1, N1, TWO>(pe, qe, a, b, full, |x| x),
-        Some(s) => blocks::<B, D0, N0, D1, N1, TWO>(pe, qe, a, b, full, |x| x * s),
-    }
-    if !rest.is_empty() {
-        let qs = if TWO { Some((q, D1, b)) } else { None };
-        tail((p, D0, a), qs, scale, done, rest);
-    }
-}
+>;
 
-/// Whole blocks: each block's entries gathered into a `[f32; B]` in
-/// registers, `(0 + P0) + P1` as the spec adds them, then one scale and one
-/// store per output.
-#[inline(always)]
-fn blocks<
-    const B: usize,
-    const D0: usize,
-    const N0: usize,
-    const D1: usize,
-    const N1: usize,
-    const TWO: bool,
->(
-    p: &[[f32; D0]; 256],
-    q: &[[f32; D1]; 256],
-    a: &[u8],
-    b: &[u8],
-    out: &mut [[f32; B]],
-    f: impl Fn(f32) -> f32,
-) {
-    let (ab, _) = a.as_chunks::<N0>();
-    let (bb, _) = b.as_chunks::<N1>();
-    let n = out.len().min(ab.len()).min(bb.len());
-    for ((o, ca), cb) in out[..n].iter_mut().zip(&ab[..n]).zip(&bb[..n]) {
-        let mut t = [0f32; B];
-        for u in 0..N0 {
-            let e = &p[ca[u] as usize];
-            for k in 0..D0 {
-                t[u * D0 + k] = e[k];
-            }
+impl<
+        const B: usize,
+        const D0: usize,
+        const N0: usize,
+        const D1: usize,
+        const N1: usize,
+        const TWO: bool,
+    > Kern<B, D0, N0, D1, N1, TWO>
+{
+    /// One row; the last `n_cols mod B` columns go through [`tail`].
+    fn row(p: &[f32], q: &[f32], a: &[u8], b: &[u8], scale: Option<f32>, out: &mut [f32]) {
+        const { assert!(N0 * D0 == B && N1 * D1 == B) };
+        let (Some(pe), Some(qe)) = (entries::<f32, D0>(p), entries::<f32, D1>(q)) else {
+            return; // unreachable: Prepared::new checked 256 x D elements
+        };
+        let (full, rest) = out.as_chunks_mut::<B>();
+        let done = full.len() * B;
+        match scale {
+            None => Self::blocks(pe, qe, a, b, full, |x| x),
+            Some(s) => Self::blocks(pe, qe, a, b, full, |x| x * s),
         }
-        if TWO {
-            for u in 0..N1 {
-                let e = &q[cb[u] as usize];
-                for k in 0..D1 {
-                    t[u * D1 + k] += e[k];
+        if !rest.is_empty() {
+            let qs = if TWO { Some((q, D1, b)) } else { None };
+            tail((p, D0, a), qs, scale, done, rest);
+        }
+    }
+
+    /// Whole blocks: each block's entries gathered into a `[f32; B]` in
+    /// registers, `(0 + P0) + P1` as the spec adds them, then one scale and
+    /// one store per output.
+    #[inline(always)]
+    fn blocks(
+        p: &[[f32; D0]; 256],
+        q: &[[f32; D1]; 256],
+        a: &[u8],
+        b: &[u8],
+        out: &mut [[f32; B]],
+        f: impl Fn(f32) -> f32,
+    ) {
+        let (ab, _) = a.as_chunks::<N0>();
+        let (bb, _) = b.as_chunks::<N1>();
+        let n = out.len().min(ab.len()).min(bb.len());
+        for ((o, ca), cb) in out[..n].iter_mut().zip(&ab[..n]).zip(&bb[..n]) {
+            let mut t = [0f32; B];
+            for u in 0..N0 {
+                let e = &p[ca[u] as usize];
+                for k in 0..D0 {
+                    t[u * D0 + k] = e[k];
                 }
             }
-        }
-        for k in 0..B {
-            o[k] = f(t[k]);
+            if TWO {
+                for u in 0..N1 {
+                    let e = &q[cb[u] as usize];
+                    for k in 0..D1 {
+                        t[u * D1 + k] += e[k];
+                    }
+                }
+            }
+            for k in 0..B {
+                o[k] = f(t[k]);
+            }
         }
     }
 }
