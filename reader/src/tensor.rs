@@ -108,17 +108,17 @@ impl<'a> Decoder<'a> {
     fn row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
         let start = r * self.stride;
         let codes = self.data.get(start..start + self.stride).unwrap_or(&[]);
+        let scale = self.scale.and_then(|(b, e)| read_elem(b, e, r));
+        let coef = self.slot.and_then(|(b, ..)| slot_coef(b, r));
+        let slot = match (&self.slot, coef) {
+            (Some((_, basis, slot_scale)), Some(coef)) => Some(SlotRow {
+                coef,
+                basis: *basis,
+                slot_scale: *slot_scale,
+            }),
+            _ => None,
+        };
         if let Some(p) = &self.prepared {
-            let scale = self.scale.and_then(|(b, e)| read_elem(b, e, r));
-            let coef = self.slot.and_then(|(b, ..)| slot_coef(b, r));
-            let slot = match (&self.slot, coef) {
-                (Some((_, basis, slot_scale)), Some(coef)) => Some(SlotRow {
-                    coef,
-                    basis: *basis,
-                    slot_scale: *slot_scale,
-                }),
-                _ => None,
-            };
             return p.decode_row(codes, scale, slot.as_ref(), out);
         }
         let mut rows: [StageRow<'a>; MAX_STAGES] = [StageRow {
@@ -137,16 +137,6 @@ impl<'a> Decoder<'a> {
                     .unwrap_or(&[]),
             };
         }
-        let scale = self.scale.and_then(|(b, e)| read_elem(b, e, r));
-        let coef = self.slot.and_then(|(b, ..)| slot_coef(b, r));
-        let slot = match (&self.slot, coef) {
-            (Some((_, basis, slot_scale)), Some(coef)) => Some(SlotRow {
-                coef,
-                basis: *basis,
-                slot_scale: *slot_scale,
-            }),
-            _ => None,
-        };
         decode_row(&rows[..self.n_stages], scale, slot.as_ref(), out)
     }
 
