@@ -399,6 +399,16 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
         raise Reject("R-NAME-DUP", name)
     names.add(raw_name)
 
+    def sized(sec, kind, what, want, rule, size):
+        """Section `sec` of `kind` holding this tensor's `what`: `want` bytes,
+        else `rule` (`size` names the product that may overflow u64)."""
+        s = ref(sec, kind, f"tensor {name} {what}")
+        if want >= 1 << 64:
+            raise Reject(rule, f"{name} {size} overflows u64")
+        if s["length"] != want:
+            raise Reject(rule, name)
+        return s
+
     if dtype not in DTYPES or role >= len(ROLES) or regime >= len(REGIMES) or encoding >= len(ENCODINGS):
         raise Reject("R-ENUM", name)
     if scale_elem != 0 and scale_elem not in ELEMS:
@@ -446,12 +456,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
             or struct.unpack_from("<5I", r, 112) != (0, 0, 0, 0, 0)
         ):
             raise Reject("R-TENSOR-FIELDS", name)
-        s = ref(data_sec, K_RAW, f"tensor {name} data")
-        if numel * DTYPES[dtype][1] >= 1 << 64:
-            raise Reject("R-RAW-LEN", f"{name} byte size overflows u64")
-        if s["length"] != numel * DTYPES[dtype][1]:
-            raise Reject("R-RAW-LEN", name)
-        out["data"] = s
+        out["data"] = sized(data_sec, K_RAW, "data", numel * DTYPES[dtype][1], "R-RAW-LEN", "byte size")
         return out
 
     if dtype not in FLOAT_DTYPES or regime == 0 or not 1 <= n_stages <= MAX_STAGES or flags & ~7:
@@ -471,22 +476,13 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
         cb = -(-(n_sub * pal["bits"]) // 8)
         stages.append({"palette": p, "n_sub": n_sub, "cb": cb, "start": stride})
         stride += cb
-    s = ref(data_sec, K_ENTRY, f"tensor {name} data")
-    if n_rows * stride >= 1 << 64:
-        raise Reject("R-ENTRY-LEN", f"{name} n_rows x stride overflows u64")
-    if s["length"] != n_rows * stride:
-        raise Reject("R-ENTRY-LEN", name)
+    s = sized(data_sec, K_ENTRY, "data", n_rows * stride, "R-ENTRY-LEN", "n_rows x stride")
     out.update(stages=stages, stride=stride, data=s)
 
     if flags & HAS_SCALE:
         if scale_elem not in ELEMS:
             raise Reject("R-ENUM", f"{name} scale_elem")
-        sc = ref(scale_sec, K_SCALE, f"tensor {name} scale")
-        if n_rows * ELEMS[scale_elem][1] >= 1 << 64:
-            raise Reject("R-SCALE-LEN", f"{name} scale size overflows u64")
-        if sc["length"] != n_rows * ELEMS[scale_elem][1]:
-            raise Reject("R-SCALE-LEN", name)
-        out["scale"] = sc
+        out["scale"] = sized(scale_sec, K_SCALE, "scale", n_rows * ELEMS[scale_elem][1], "R-SCALE-LEN", "scale size")
     elif scale_elem != 0 or scale_sec != NONE:
         raise Reject("R-TENSOR-FIELDS", f"{name} scale without HAS_SCALE")
 
@@ -495,11 +491,7 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
             raise Reject("R-INDEX", f"{name} basis")
         if bases[basis]["n_cols"] != n_cols:
             raise Reject("R-BASIS-FIT", name)
-        sl = ref(slot_sec, K_SLOT_L, f"tensor {name} slot_l")
-        if n_rows * SLOT_L_DIMS >= 1 << 64:
-            raise Reject("R-SLOT-L-LEN", f"{name} SlotL size overflows u64")
-        if sl["length"] != n_rows * SLOT_L_DIMS:
-            raise Reject("R-SLOT-L-LEN", name)
+        sl = sized(slot_sec, K_SLOT_L, "slot_l", n_rows * SLOT_L_DIMS, "R-SLOT-L-LEN", "SlotL size")
         if not math.isfinite(slot_scale):
             raise Reject("R-TENSOR-FIELDS", f"{name} slot_scale")
         out["slot_l"] = sl
@@ -860,18 +852,29 @@ def compare(mine, theirs, path, problems):
 # --- driver -------------------------------------------------------------------
 
 
-def check_valid(path, problems):
-    where = f"valid/{path.name}"
+def open_accepted(path, kind, problems):
+    """Parses a vector that must be accepted, verifies its CRCs and the
+    writer rules; (where, bytes, parsed, per-section CRC results), or None
+    when it is rejected."""
+    where = f"{kind}/{path.name}"
     data = path.read_bytes()
     try:
         f = parse(data)
     except Reject as e:
         problems.append(f"{where}: rejected: {e}")
-        return
+        return None
     crc_ok = verify(f)
     if not all(crc_ok):
         problems.append(f"{where}: section CRC mismatch in sections {[i for i, ok in enumerate(crc_ok) if not ok]}")
     check_writer_rules(f, problems, where)
+    return where, data, f, crc_ok
+
+
+def check_valid(path, problems):
+    opened = open_accepted(path, "valid", problems)
+    if opened is None:
+        return
+    where, data, f, crc_ok = opened
     for name, size in over_limit(f, len(data)):
         problems.append(f"{where}: {name} decodes to {size} bytes, over the expansion limit")
 
@@ -899,16 +902,10 @@ def over_limit(f, file_len):
 
 
 def check_guarded(path, problems):
-    where = f"guarded/{path.name}"
-    data = path.read_bytes()
-    try:
-        f = parse(data)
-    except Reject as e:
-        problems.append(f"{where}: rejected: {e}")
+    opened = open_accepted(path, "guarded", problems)
+    if opened is None:
         return
-    if not all(verify(f)):
-        problems.append(f"{where}: section CRC mismatch")
-    check_writer_rules(f, problems, where)
+    where, data, f, _ = opened
     want = {"refused": []}
     for line in path.with_suffix(".expected").read_text(encoding="utf-8").splitlines():
         key, *rest = line.split()
