@@ -132,14 +132,7 @@ fn palette(w: &mut W, k: usize, d: usize, bits: u8, elem: ElemType, seed: usize)
 }
 
 fn raw(w: &mut W, name: &str, dtype: Dtype, shape: &[u64], bytes: &[u8]) -> Res<()> {
-    Ok(w.add_raw_tensor(RawTensor {
-        name,
-        dtype,
-        shape,
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes,
-    })?)
+    Ok(w.add_raw_tensor(RawTensor::passthrough(name, dtype, shape, bytes))?)
 }
 
 /// Codes for one stage of a tensor of `shape` with palette `(k, d)`.
@@ -219,36 +212,28 @@ fn v_palette_f32_8bit() -> Res<Vec<u8>> {
     let shape = [4u64, 6];
     let c = stage_codes(&shape, 200, 2, 1);
     let s = scales(4, 1);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "attn.q.weight",
-        dtype: Dtype::F32,
-        shape: &shape,
-        role: Role::AttnQ,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: Some((ElemType::F32, &s)),
-        slot_l: None,
-        quality: Some(QUALITY),
-    })?;
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "attn.q.weight",
+            Dtype::F32,
+            &shape,
+            Role::AttnQ,
+            Regime::Argmax,
+            &[Stage::new(p, &c)],
+        )
+        .with_scale(ElemType::F32, &s)
+        .with_quality(Some(QUALITY)),
+    )?;
     // A 1-D tensor (one row) sharing the palette.
     let c = stage_codes(&[6], 200, 2, 2);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "attn.q.bias",
-        dtype: Dtype::F32,
-        shape: &[6],
-        role: Role::Bias,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })?;
+    w.add_encoded_tensor(EncodedTensor::new(
+        "attn.q.bias",
+        Dtype::F32,
+        &[6],
+        Role::Bias,
+        Regime::Index,
+        &[Stage::new(p, &c)],
+    ))?;
     finish(w)
 }
 
@@ -260,20 +245,17 @@ fn v_palette_f16_4bit() -> Res<Vec<u8>> {
     let shape = [5u64, 7];
     let c = stage_codes(&shape, 16, 3, 3);
     let s = scales(5, 2);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "mlp.up.weight",
-        dtype: Dtype::F16,
-        shape: &shape,
-        role: Role::MlpUp,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: Some((ElemType::F16, &s)),
-        slot_l: None,
-        quality: None,
-    })?;
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "mlp.up.weight",
+            Dtype::F16,
+            &shape,
+            Role::MlpUp,
+            Regime::Argmax,
+            &[Stage::new(p, &c)],
+        )
+        .with_scale(ElemType::F16, &s),
+    )?;
     finish(w)
 }
 
@@ -283,36 +265,28 @@ fn v_palette_bf16_3d() -> Res<Vec<u8>> {
     let shape = [3u64, 2, 4];
     let c = stage_codes(&shape, 9, 4, 4);
     let s = scales(3, 3);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "conv.weight",
-        dtype: Dtype::Bf16,
-        shape: &shape,
-        role: Role::Other,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: Some((ElemType::Bf16, &s)),
-        slot_l: None,
-        quality: Some(QUALITY),
-    })?;
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "conv.weight",
+            Dtype::Bf16,
+            &shape,
+            Role::Other,
+            Regime::Argmax,
+            &[Stage::new(p, &c)],
+        )
+        .with_scale(ElemType::Bf16, &s)
+        .with_quality(Some(QUALITY)),
+    )?;
     // A 0-D tensor: one row of one column.
     let g = palette(&mut w, 2, 1, 4, ElemType::Bf16, 4)?;
-    w.add_encoded_tensor(EncodedTensor {
-        name: "gain",
-        dtype: Dtype::F32,
-        shape: &[],
-        role: Role::Norm,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: g,
-            codes: &[1],
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })?;
+    w.add_encoded_tensor(EncodedTensor::new(
+        "gain",
+        Dtype::F32,
+        &[],
+        Role::Norm,
+        Regime::Index,
+        &[Stage::new(g, &[1])],
+    ))?;
     finish(w)
 }
 
@@ -323,20 +297,14 @@ fn v_shared_fisher() -> Res<Vec<u8>> {
     w.add_fisher_z(p)?;
     for (name, shape, seed) in [("a", [3u64, 4], 1), ("b", [2u64, 6], 2)] {
         let c = stage_codes(&shape, 6, 2, seed);
-        w.add_encoded_tensor(EncodedTensor {
+        w.add_encoded_tensor(EncodedTensor::new(
             name,
-            dtype: Dtype::F32,
-            shape: &shape,
-            role: Role::AttnK,
-            regime: Regime::Argmax,
-            stages: &[Stage {
-                palette: p,
-                codes: &c,
-            }],
-            scale: None,
-            slot_l: None,
-            quality: None,
-        })?;
+            Dtype::F32,
+            &shape,
+            Role::AttnK,
+            Regime::Argmax,
+            &[Stage::new(p, &c)],
+        ))?;
     }
     // One palette used by both stages of one tensor; d = 1, so its FisherZ
     // table is all zeros.
@@ -345,26 +313,14 @@ fn v_shared_fisher() -> Res<Vec<u8>> {
     let shape = [2u64, 5];
     let c0 = stage_codes(&shape, 4, 1, 3);
     let c1 = stage_codes(&shape, 4, 1, 4);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "c",
-        dtype: Dtype::F16,
-        shape: &shape,
-        role: Role::AttnV,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: q,
-                codes: &c0,
-            },
-            Stage {
-                palette: q,
-                codes: &c1,
-            },
-        ],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })?;
+    w.add_encoded_tensor(EncodedTensor::new(
+        "c",
+        Dtype::F16,
+        &shape,
+        Role::AttnV,
+        Regime::Argmax,
+        &[Stage::new(q, &c0), Stage::new(q, &c1)],
+    ))?;
     // A palette no tensor uses.
     let u = palette(&mut w, 3, 2, 4, ElemType::Bf16, 7)?;
     w.add_fisher_z(u)?;
@@ -389,24 +345,24 @@ fn v_slot_l() -> Res<Vec<u8>> {
         let rows = n_rows(&shape);
         let s = scales(rows, i);
         let k = coefs(rows, i);
-        w.add_encoded_tensor(EncodedTensor {
-            name,
-            dtype: Dtype::F32,
-            shape: &shape,
-            role: Role::AttnO,
-            regime: Regime::Argmax,
-            stages: &[Stage {
-                palette: p,
-                codes: &c,
-            }],
-            scale: scale_elem.map(|e| (e, s.as_slice())),
-            slot_l: Some(SlotL {
+        w.add_encoded_tensor(
+            EncodedTensor {
+                scale: scale_elem.map(|e| (e, s.as_slice())),
+                ..EncodedTensor::new(
+                    name,
+                    Dtype::F32,
+                    &shape,
+                    Role::AttnO,
+                    Regime::Argmax,
+                    &[Stage::new(p, &c)],
+                )
+            }
+            .with_slot_l(SlotL {
                 basis,
                 coef: &k,
                 scale: slot_scale,
             }),
-            quality: None,
-        })?;
+        )?;
     }
     finish(w)
 }
@@ -429,7 +385,7 @@ fn v_stages_4() -> Res<Vec<u8>> {
     let stages: Vec<Stage> = ids
         .iter()
         .zip(&all_codes)
-        .map(|(&palette, c)| Stage { palette, codes: c })
+        .map(|(&palette, c)| Stage::new(palette, c))
         .collect();
     // FisherZ tables of real width (d = 3 and 4: correlations other than +-1).
     w.add_fisher_z(ids[1])?;
@@ -437,21 +393,23 @@ fn v_stages_4() -> Res<Vec<u8>> {
     let basis = w.add_basis(10, ElemType::Bf16, &vals(80, 16))?;
     let s = scales(3, 5);
     let k = coefs(3, 5);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "mlp.down.weight",
-        dtype: Dtype::F64,
-        shape: &shape,
-        role: Role::MlpDown,
-        regime: Regime::Argmax,
-        stages: &stages,
-        scale: Some((ElemType::F16, &s)),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "mlp.down.weight",
+            Dtype::F64,
+            &shape,
+            Role::MlpDown,
+            Regime::Argmax,
+            &stages,
+        )
+        .with_scale(ElemType::F16, &s)
+        .with_slot_l(SlotL {
             basis,
             coef: &k,
             scale: 0.0078125,
-        }),
-        quality: Some(QUALITY),
-    })?;
+        })
+        .with_quality(Some(QUALITY)),
+    )?;
     finish(w)
 }
 
@@ -459,24 +417,23 @@ fn v_zero_rows() -> Res<Vec<u8>> {
     let mut w = writer()?;
     let p = palette(&mut w, 3, 2, 4, ElemType::F32, 17)?;
     let basis = w.add_basis(8, ElemType::F32, &vals(64, 18))?;
-    w.add_encoded_tensor(EncodedTensor {
-        name: "no.rows",
-        dtype: Dtype::F32,
-        shape: &[0, 8],
-        role: Role::TokenEmbedding,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p,
-            codes: &[],
-        }],
-        scale: Some((ElemType::F16, &[])),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "no.rows",
+            Dtype::F32,
+            &[0, 8],
+            Role::TokenEmbedding,
+            Regime::Index,
+            &[Stage::new(p, &[])],
+        )
+        .with_scale(ElemType::F16, &[])
+        .with_slot_l(SlotL {
             basis,
             coef: &[],
             scale: 0.5,
-        }),
-        quality: Some(QUALITY),
-    })?;
+        })
+        .with_quality(Some(QUALITY)),
+    )?;
     raw(&mut w, "no.rows.raw", Dtype::I32, &[0, 3], &[])?;
     finish(w)
 }
@@ -515,55 +472,45 @@ fn v_mixed() -> Res<Vec<u8>> {
     let c1 = stage_codes(&shape, 5, 1, 2);
     let c2 = stage_codes(&shape, 4, 3, 3);
     let k = coefs(3, 1);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "enc",
-        dtype: Dtype::F32,
-        shape: &shape,
-        role: Role::AttnQkv,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: p0,
-                codes: &c0,
-            },
-            Stage {
-                palette: p1,
-                codes: &c1,
-            },
-            Stage {
-                palette: p2,
-                codes: &c2,
-            },
-        ],
-        scale: Some((ElemType::F16, &scales(3, 1))),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "enc",
+            Dtype::F32,
+            &shape,
+            Role::AttnQkv,
+            Regime::Argmax,
+            &[
+                Stage::new(p0, &c0),
+                Stage::new(p1, &c1),
+                Stage::new(p2, &c2),
+            ],
+        )
+        .with_scale(ElemType::F16, &scales(3, 1))
+        .with_slot_l(SlotL {
             basis: b0,
             coef: &k,
             scale: 0.0625,
-        }),
-        quality: Some(QUALITY),
-    })?;
+        })
+        .with_quality(Some(QUALITY)),
+    )?;
     let shape = [2u64, 8];
     let c = stage_codes(&shape, 3, 8, 4);
     let k = coefs(2, 2);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "wide",
-        dtype: Dtype::Bf16,
-        shape: &shape,
-        role: Role::LmHead,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: pw,
-            codes: &c,
-        }],
-        scale: None,
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "wide",
+            Dtype::Bf16,
+            &shape,
+            Role::LmHead,
+            Regime::Index,
+            &[Stage::new(pw, &c)],
+        )
+        .with_slot_l(SlotL {
             basis: b1,
             coef: &k,
             scale: -0.25,
         }),
-        quality: None,
-    })?;
+    )?;
     let r: Vec<f32> = vals(6, 26);
     raw(&mut w, "raw", Dtype::F32, &[2, 3], &le(&r))?;
     w.set_metadata("a", "1")?;
@@ -624,20 +571,14 @@ pub fn bomb(rows: u64, cols: u64) -> Res<Vec<u8>> {
     let p = palette(&mut w, 16, cols as usize, 4, ElemType::Bf16, 40)?;
     let shape = [rows, cols];
     let c = stage_codes(&shape, 16, cols as usize, 41);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "bomb.weight",
-        dtype: Dtype::Bf16,
-        shape: &shape,
-        role: Role::Other,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })?;
+    w.add_encoded_tensor(EncodedTensor::new(
+        "bomb.weight",
+        Dtype::Bf16,
+        &shape,
+        Role::Other,
+        Regime::Argmax,
+        &[Stage::new(p, &c)],
+    ))?;
     finish(w)
 }
 

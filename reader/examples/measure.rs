@@ -60,20 +60,14 @@ fn main() {
                 })
                 .unwrap();
             } else {
-                w.add_encoded_tensor(EncodedTensor {
-                    name: &name,
-                    dtype: Dtype::F32,
-                    shape: &[4, 8],
-                    role: Role::MlpUp,
-                    regime: Regime::Argmax,
-                    stages: &[Stage {
-                        palette: p,
-                        codes: &codes,
-                    }],
-                    scale: None,
-                    slot_l: None,
-                    quality: None,
-                })
+                w.add_encoded_tensor(EncodedTensor::new(
+                    &name,
+                    Dtype::F32,
+                    &[4, 8],
+                    Role::MlpUp,
+                    Regime::Argmax,
+                    &[Stage::new(p, &codes)],
+                ))
                 .unwrap();
             }
         }
@@ -118,36 +112,25 @@ fn main() {
     let n_sub = cols / 4;
     let c0: Vec<u8> = (0..rows * n_sub).map(|i| (i * 7 % 256) as u8).collect();
     let c1: Vec<u8> = (0..rows * n_sub).map(|i| (i * 13 % 256) as u8).collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "big.w",
-        dtype: Dtype::Bf16,
-        shape: &[rows as u64, cols as u64],
-        role: Role::MlpUp,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: a,
-                codes: &c0,
-            },
-            Stage {
-                palette: b,
-                codes: &c1,
-            },
-        ],
-        scale: Some((ElemType::F16, &pattern(rows, 3))),
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "big.w",
+            Dtype::Bf16,
+            &[rows as u64, cols as u64],
+            Role::MlpUp,
+            Regime::Argmax,
+            &[Stage::new(a, &c0), Stage::new(b, &c1)],
+        )
+        .with_scale(ElemType::F16, &pattern(rows, 3)),
+    )
     .unwrap();
     let raw = vec![7u8; 256 << 20];
-    w.add_raw_tensor(RawTensor {
-        name: "big.raw",
-        dtype: Dtype::U8,
-        shape: &[raw.len() as u64],
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes: &raw,
-    })
+    w.add_raw_tensor(RawTensor::passthrough(
+        "big.raw",
+        Dtype::U8,
+        &[raw.len() as u64],
+        &raw,
+    ))
     .unwrap();
     let (out, _) = w.finish_into_inner().unwrap();
     let path = dir.join("big.hhtld");

@@ -64,35 +64,28 @@ fn write() -> Written {
     let coef: Vec<[i8; 8]> = (0..ROWS)
         .map(|r| core::array::from_fn(|i| (r as i32 * 37 - i as i32 * 19) as i8))
         .collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "layer.0.w",
-        dtype: Dtype::Bf16,
-        shape: &[ROWS as u64, COLS as u64],
-        role: Role::MlpDown,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: a,
-                codes: &codes0,
-            },
-            Stage {
-                palette: b,
-                codes: &codes1,
-            },
-        ],
-        scale: Some((ElemType::F16, &scales)),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "layer.0.w",
+            Dtype::Bf16,
+            &[ROWS as u64, COLS as u64],
+            Role::MlpDown,
+            Regime::Argmax,
+            &[Stage::new(a, &codes0), Stage::new(b, &codes1)],
+        )
+        .with_scale(ElemType::F16, &scales)
+        .with_slot_l(SlotL {
             basis: bid,
             coef: &coef,
             scale: 0.0625,
-        }),
-        quality: Some(Quality {
+        })
+        .with_quality(Some(Quality {
             rho_median: 0.97,
             rho_p5: 0.93,
             rho_min: 0.5,
             rel_fro: 0.2,
-        }),
-    })
+        })),
+    )
     .unwrap();
     let raw: Vec<f16> = pattern(COLS, 5).iter().map(|&v| f16::from_f32(v)).collect();
     w.add_raw_tensor(RawTensor {

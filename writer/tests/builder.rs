@@ -1,6 +1,8 @@
 //! Builder output checked byte by byte against spec/hhtld.md, plus
 //! determinism, empty files, atomic writes, I/O failure and the size report.
 
+#[path = "../../examples/support/mod.rs"]
+mod support;
 #[path = "builder_util.rs"]
 mod util;
 
@@ -12,6 +14,7 @@ use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, Slot
 use hhtld_writer::error::WriteError;
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
+use support::dir_entries;
 use util::*;
 
 type Mem = Writer<Cursor<Vec<u8>>>;
@@ -67,60 +70,45 @@ fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
     let c0: Vec<u8> = (0..9).map(|i| (i * 2 % 5) as u8).collect();
     let c1: Vec<u8> = (0..21).map(|i| (i * 37 % 200) as u8).collect();
     let coef = [[1i8, -2, 3, -4, 5, -6, 7, -128], [0; 8], [127; 8]];
-    w.add_encoded_tensor(EncodedTensor {
-        name: "enc",
-        dtype: Dtype::Bf16,
-        shape: &[3, 7],
-        role: Role::MlpDown,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: p0,
-                codes: &c0,
-            },
-            Stage {
-                palette: p1,
-                codes: &c1,
-            },
-        ],
-        scale: Some((ElemType::Bf16, &[0.5, -1.25, 3.0])),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "enc",
+            Dtype::Bf16,
+            &[3, 7],
+            Role::MlpDown,
+            Regime::Argmax,
+            &[Stage::new(p0, &c0), Stage::new(p1, &c1)],
+        )
+        .with_scale(ElemType::Bf16, &[0.5, -1.25, 3.0])
+        .with_slot_l(SlotL {
             basis: b,
             coef: &coef,
             scale: 0.125,
-        }),
-        quality: Some(Quality {
+        })
+        .with_quality(Some(Quality {
             rho_median: 0.99,
             rho_p5: 0.9,
             rho_min: -0.5,
             rel_fro: 0.05,
-        }),
-    })
+        })),
+    )
     .unwrap();
-    w.add_raw_tensor(RawTensor {
-        name: "raw.i64",
-        dtype: Dtype::I64,
-        shape: &[2, 1, 2],
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes: &(0u8..32).collect::<Vec<_>>(),
-    })
+    w.add_raw_tensor(RawTensor::passthrough(
+        "raw.i64",
+        Dtype::I64,
+        &[2, 1, 2],
+        &(0u8..32).collect::<Vec<_>>(),
+    ))
     .unwrap();
     // Scalar (ndims 0) encoded tensor sharing p0? d=3 > n_cols=1, so use p1.
-    w.add_encoded_tensor(EncodedTensor {
-        name: "scalar",
-        dtype: Dtype::F32,
-        shape: &[],
-        role: Role::Norm,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p1,
-            codes: &[199],
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(EncodedTensor::new(
+        "scalar",
+        Dtype::F32,
+        &[],
+        Role::Norm,
+        Regime::Index,
+        &[Stage::new(p1, &[199])],
+    ))
     .unwrap();
     w.add_raw_tensor(RawTensor {
         name: "empty",
@@ -289,15 +277,8 @@ fn file_starts_at_the_writer_position() {
     let mut c = Cursor::new(Vec::new());
     c.write_all(b"prefix").unwrap();
     let mut w = Writer::new(c).unwrap();
-    w.add_raw_tensor(RawTensor {
-        name: "x",
-        dtype: Dtype::U8,
-        shape: &[3],
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes: &[1, 2, 3],
-    })
-    .unwrap();
+    w.add_raw_tensor(RawTensor::passthrough("x", Dtype::U8, &[3], &[1, 2, 3]))
+        .unwrap();
     let (c, r) = w.finish_into_inner().unwrap();
     assert_eq!(c.position(), 6 + r.file_len);
     let all = c.into_inner();
@@ -332,20 +313,14 @@ fn report_adds_up_and_splits_shared_bytes() {
         .into_iter()
         .enumerate()
     {
-        w.add_encoded_tensor(EncodedTensor {
-            name: &format!("t{i}"),
-            dtype: Dtype::F32,
-            shape: &[4, 4],
-            role: Role::AttnQ,
+        w.add_encoded_tensor(EncodedTensor::new(
+            &format!("t{i}"),
+            Dtype::F32,
+            &[4, 4],
+            Role::AttnQ,
             regime,
-            stages: &[Stage {
-                palette: p,
-                codes: &[0, 1, 2, 0, 1, 2, 0, 1],
-            }],
-            scale: None,
-            slot_l: None,
-            quality: None,
-        })
+            &[Stage::new(p, &[0, 1, 2, 0, 1, 2, 0, 1])],
+        ))
         .unwrap();
     }
     w.add_raw_tensor(RawTensor {
@@ -422,15 +397,8 @@ fn rejected_object_leaves_the_writer_unchanged() {
     let mut a = mem();
     let mut b = mem();
     for w in [&mut a, &mut b] {
-        w.add_raw_tensor(RawTensor {
-            name: "good",
-            dtype: Dtype::U8,
-            shape: &[2],
-            role: Role::Other,
-            regime: Regime::Passthrough,
-            bytes: &[1, 2],
-        })
-        .unwrap();
+        w.add_raw_tensor(RawTensor::passthrough("good", Dtype::U8, &[2], &[1, 2]))
+            .unwrap();
     }
     // `a` also sees rejected calls of every kind; the files must be equal.
     let bad_pal = PaletteSpec {
@@ -460,30 +428,17 @@ fn rejected_object_leaves_the_writer_unchanged() {
     })
     .unwrap();
     assert!(a
-        .add_encoded_tensor(EncodedTensor {
-            name: "bad",
-            dtype: Dtype::F32,
-            shape: &[1, 2],
-            role: Role::Other,
-            regime: Regime::Index,
-            stages: &[Stage {
-                palette: p,
-                codes: &[0, 2]
-            }],
-            scale: None,
-            slot_l: None,
-            quality: None,
-        })
+        .add_encoded_tensor(EncodedTensor::new(
+            "bad",
+            Dtype::F32,
+            &[1, 2],
+            Role::Other,
+            Regime::Index,
+            &[Stage::new(p, &[0, 2])]
+        ))
         .is_err());
     assert!(a
-        .add_raw_tensor(RawTensor {
-            name: "good",
-            dtype: Dtype::U8,
-            shape: &[2],
-            role: Role::Other,
-            regime: Regime::Passthrough,
-            bytes: &[1, 2],
-        })
+        .add_raw_tensor(RawTensor::passthrough("good", Dtype::U8, &[2], &[1, 2]))
         .is_err());
     assert!(a.add_fisher_z_table(p, 1.0, &[0, 1, 2, 0]).is_err());
     assert!(a.set_metadata("", "x").is_err());
@@ -523,14 +478,7 @@ fn io_error_poisons_the_writer() {
     .unwrap();
     let big = vec![7u8; 1 << 17];
     let e = w
-        .add_raw_tensor(RawTensor {
-            name: "big",
-            dtype: Dtype::U8,
-            shape: &[1 << 17],
-            role: Role::Other,
-            regime: Regime::Passthrough,
-            bytes: &big,
-        })
+        .add_raw_tensor(RawTensor::passthrough("big", Dtype::U8, &[1 << 17], &big))
         .unwrap_err();
     assert!(matches!(e, WriteError::Io { .. }), "{e}");
     let e = w.set_metadata("a", "b").unwrap_err();
@@ -545,25 +493,9 @@ fn io_error_at_finish_is_reported() {
         ok: 200,
     })
     .unwrap();
-    w.add_raw_tensor(RawTensor {
-        name: "x",
-        dtype: Dtype::U8,
-        shape: &[100],
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes: &[0; 100],
-    })
-    .unwrap();
+    w.add_raw_tensor(RawTensor::passthrough("x", Dtype::U8, &[100], &[0; 100]))
+        .unwrap();
     assert!(matches!(w.finish(), Err(WriteError::Io { .. })));
-}
-
-fn dir_entries(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -596,24 +528,10 @@ fn failed_write_leaves_no_file_behind() {
     let dest = dir.path().join("out.hhtld");
     {
         let mut w = Writer::create(&dest).unwrap();
-        w.add_raw_tensor(RawTensor {
-            name: "a",
-            dtype: Dtype::U8,
-            shape: &[4],
-            role: Role::Other,
-            regime: Regime::Passthrough,
-            bytes: &[1, 2, 3, 4],
-        })
-        .unwrap();
+        w.add_raw_tensor(RawTensor::passthrough("a", Dtype::U8, &[4], &[1, 2, 3, 4]))
+            .unwrap();
         let e = w
-            .add_raw_tensor(RawTensor {
-                name: "b",
-                dtype: Dtype::U16,
-                shape: &[4],
-                role: Role::Other,
-                regime: Regime::Passthrough,
-                bytes: &[1, 2, 3],
-            })
+            .add_raw_tensor(RawTensor::passthrough("b", Dtype::U16, &[4], &[1, 2, 3]))
             .unwrap_err();
         assert!(matches!(e, WriteError::Length { .. }));
         // Dropped here without finish.
@@ -671,20 +589,14 @@ fn max_k_palette_and_code_255_round_trip() {
         .unwrap();
     w.add_fisher_z(p).unwrap();
     let codes: Vec<u8> = (0..=255).rev().collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "w",
-        dtype: Dtype::F64,
-        shape: &[2, 128],
-        role: Role::LmHead,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p,
-            codes: &codes,
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(EncodedTensor::new(
+        "w",
+        Dtype::F64,
+        &[2, 128],
+        Role::LmHead,
+        Regime::Index,
+        &[Stage::new(p, &codes)],
+    ))
     .unwrap();
     let (f, _) = done(w);
     let p = spec_parse(&f);
@@ -766,50 +678,39 @@ fn sections_larger_than_the_write_chunk() {
     let (rows, cols) = (300usize, 1000usize);
     let codes: Vec<u8> = (0..rows * cols).map(|i| (i * 7919 % 256) as u8).collect();
     let scales: Vec<f32> = (0..rows).map(|r| 1.0 + r as f32 / 64.0).collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "big",
-        dtype: Dtype::F32,
-        shape: &[rows as u64, cols as u64],
-        role: Role::MlpUp,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p,
-            codes: &codes,
-        }],
-        scale: Some((ElemType::F32, &scales)),
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "big",
+            Dtype::F32,
+            &[rows as u64, cols as u64],
+            Role::MlpUp,
+            Regime::Argmax,
+            &[Stage::new(p, &codes)],
+        )
+        .with_scale(ElemType::F32, &scales),
+    )
     .unwrap();
     let wcodes: Vec<u8> = (0..3).map(|i| i as u8 * 5).collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "wide",
-        dtype: Dtype::F16,
-        shape: &[3, 40_000],
-        role: Role::TokenEmbedding,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: pw,
-            codes: &wcodes,
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(EncodedTensor::new(
+        "wide",
+        Dtype::F16,
+        &[3, 40_000],
+        Role::TokenEmbedding,
+        Regime::Index,
+        &[Stage::new(pw, &wcodes)],
+    ))
     .unwrap();
     for (i, n) in [1usize, 65_535, 65_536, 65_537, 200_003]
         .into_iter()
         .enumerate()
     {
         let bytes: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
-        w.add_raw_tensor(RawTensor {
-            name: &format!("raw{i}"),
-            dtype: Dtype::U8,
-            shape: &[n as u64],
-            role: Role::Other,
-            regime: Regime::Passthrough,
-            bytes: &bytes,
-        })
+        w.add_raw_tensor(RawTensor::passthrough(
+            &format!("raw{i}"),
+            Dtype::U8,
+            &[n as u64],
+            &bytes,
+        ))
         .unwrap();
     }
     let (f, rep) = done(w);

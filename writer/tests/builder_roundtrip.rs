@@ -19,17 +19,16 @@ use hhtld_writer::report::SizeReport;
 use proptest::prelude::*;
 use util::*;
 
+#[path = "../../examples/support/mod.rs"]
+mod support;
+
 /// splitmix64: the whole plan is a function of one proptest-chosen seed,
 /// so a failure prints a seed that reproduces it.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        support::splitmix64(&mut self.0)
     }
     /// Uniform in `lo..=hi`.
     fn range(&mut self, lo: usize, hi: usize) -> usize {
@@ -261,26 +260,20 @@ fn write_plan(w: &mut Mem, p: &Plan) -> Result<Vec<PaletteId>, WriteError> {
         let stages: Vec<Stage> = e
             .stages
             .iter()
-            .map(|(pi, codes)| Stage {
-                palette: ids[*pi],
-                codes,
-            })
+            .map(|(pi, codes)| Stage::new(ids[*pi], codes))
             .collect();
-        w.add_encoded_tensor(EncodedTensor {
-            name: &e.name,
-            dtype: e.dtype,
-            shape: &e.shape,
-            role: Role::MlpUp,
-            regime: e.regime,
-            stages: &stages,
-            scale: e.scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
-            slot_l: e.slot.as_ref().map(|(b, c, s)| SlotL {
-                basis: bases[*b],
-                coef: c,
-                scale: *s,
-            }),
-            quality: e.quality,
-        })?;
+        w.add_encoded_tensor(
+            EncodedTensor {
+                scale: e.scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
+                slot_l: e.slot.as_ref().map(|(b, c, s)| SlotL {
+                    basis: bases[*b],
+                    coef: c,
+                    scale: *s,
+                }),
+                ..EncodedTensor::new(&e.name, e.dtype, &e.shape, Role::MlpUp, e.regime, &stages)
+            }
+            .with_quality(e.quality),
+        )?;
         if let Some(r) = raw.next() {
             add_raw(w, r)?;
         }
@@ -668,28 +661,14 @@ fn violate(w: &mut Mem, p: &Plan, v: Violation, rng: &mut Rng) -> WriteError {
                 }
             };
             return w
-                .add_raw_tensor(RawTensor {
-                    name,
-                    dtype: Dtype::U8,
-                    shape: &[],
-                    role: Role::Other,
-                    regime: Regime::Passthrough,
-                    bytes: &[0],
-                })
+                .add_raw_tensor(RawTensor::passthrough(name, Dtype::U8, &[], &[0]))
                 .unwrap_err();
         }
         Violation::RawLen => {
             let dtype = Dtype::ALL[rng.range(0, Dtype::ALL.len() - 1)];
             let bytes = vec![0u8; rows * cols * dtype.size() + 1];
             return w
-                .add_raw_tensor(RawTensor {
-                    name: "bad",
-                    dtype,
-                    shape: &shape,
-                    role: Role::Other,
-                    regime: Regime::Passthrough,
-                    bytes: &bytes,
-                })
+                .add_raw_tensor(RawTensor::passthrough("bad", dtype, &shape, &bytes))
                 .unwrap_err();
         }
         Violation::TooManyStages => stages_n = 5,
@@ -720,23 +699,18 @@ fn violate(w: &mut Mem, p: &Plan, v: Violation, rng: &mut Rng) -> WriteError {
                 .unwrap_err();
         }
     }
-    let stages = vec![
-        Stage {
-            palette: own,
-            codes: &codes
-        };
-        stages_n
-    ];
+    let stages = vec![Stage::new(own, &codes); stages_n];
     w.add_encoded_tensor(EncodedTensor {
-        name: "bad",
-        dtype: Dtype::F32,
-        shape: &shape,
-        role: Role::Other,
-        regime: Regime::Argmax,
-        stages: &stages,
         scale,
         slot_l: slot,
-        quality: None,
+        ..EncodedTensor::new(
+            "bad",
+            Dtype::F32,
+            &shape,
+            Role::Other,
+            Regime::Argmax,
+            &stages,
+        )
     })
     .unwrap_err()
 }

@@ -55,16 +55,14 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+#[path = "../../examples/support/mod.rs"]
+mod support;
+
 /// Deterministic pseudo-random bytes.
 fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = seed;
     (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
+        .map(|_| (support::splitmix64(&mut s) >> 24) as u8)
         .collect()
 }
 
@@ -385,41 +383,35 @@ fn sharded_index_errors() {
     let index = write_shards(dir.path());
     let good = std::fs::read_to_string(&index).unwrap();
 
-    // A tensor listed for a shard that lacks it.
-    std::fs::write(
-        &index,
-        good.replace(
-            r#""ids":"model-00001-of-00002.safetensors""#,
-            r#""ids":"model-00002-of-00002.safetensors""#,
-        ),
-    )
-    .unwrap();
-    match SafetensorsModel::open(&index) {
-        Err(ImportError::ShardMismatch { tensor, .. }) => assert_eq!(tensor, "ids"),
-        other => panic!("expected ShardMismatch, got {other:?}"),
-    }
+    let open_with = |text: &str| {
+        std::fs::write(&index, text).unwrap();
+        SafetensorsModel::open(&index)
+    };
 
-    // A tensor in a shard that the index does not list.
-    std::fs::write(
-        &index,
-        good.replace(r#""ids":"model-00001-of-00002.safetensors","#, ""),
-    )
-    .unwrap();
-    match SafetensorsModel::open(&index) {
-        Err(ImportError::ShardMismatch { tensor, .. }) => assert_eq!(tensor, "ids"),
-        other => panic!("expected ShardMismatch, got {other:?}"),
+    for (text, what) in [
+        (
+            good.replace(
+                r#""ids":"model-00001-of-00002.safetensors""#,
+                r#""ids":"model-00002-of-00002.safetensors""#,
+            ),
+            "listed for a shard that lacks it",
+        ),
+        (
+            good.replace(r#""ids":"model-00001-of-00002.safetensors","#, ""),
+            "in a shard that the index does not list",
+        ),
+    ] {
+        match open_with(&text) {
+            Err(ImportError::ShardMismatch { tensor, .. }) => assert_eq!(tensor, "ids", "{what}"),
+            other => panic!("{what}: expected ShardMismatch, got {other:?}"),
+        }
     }
 
     // A shard that escapes the directory.
-    std::fs::write(
-        &index,
-        good.replace(
-            r#""ids":"model-00001-of-00002.safetensors""#,
-            r#""ids":"../model-00001-of-00002.safetensors""#,
-        ),
-    )
-    .unwrap();
-    match SafetensorsModel::open(&index) {
+    match open_with(&good.replace(
+        r#""ids":"model-00001-of-00002.safetensors""#,
+        r#""ids":"../model-00001-of-00002.safetensors""#,
+    )) {
         Err(ImportError::BadShardPath { shard, tensor, .. }) => {
             assert_eq!(shard, "../model-00001-of-00002.safetensors");
             assert_eq!(tensor, "ids");
@@ -428,12 +420,7 @@ fn sharded_index_errors() {
     }
 
     // A missing shard file.
-    std::fs::write(
-        &index,
-        r#"{"weight_map":{"x":"model-00009-of-00009.safetensors"}}"#,
-    )
-    .unwrap();
-    match SafetensorsModel::open(&index) {
+    match open_with(r#"{"weight_map":{"x":"model-00009-of-00009.safetensors"}}"#) {
         Err(ImportError::Io { path, .. }) => {
             assert!(path.ends_with("model-00009-of-00009.safetensors"))
         }
@@ -447,12 +434,21 @@ fn sharded_index_errors() {
         (r#"{"weight_map":[]}"#, "weight_map not an object"),
         (r#"{"weight_map":{"x":3}}"#, "shard not a string"),
     ] {
-        std::fs::write(&index, text).unwrap();
-        match SafetensorsModel::open(&index) {
+        match open_with(text) {
             Err(ImportError::Json { .. } | ImportError::BadHeader { .. }) => {}
             other => panic!("{what}: expected Json/BadHeader, got {other:?}"),
         }
     }
+}
+
+/// Opens the hand-made file `header` + `data`, asserts the error matches
+/// the pattern and returns it.
+macro_rules! rejects {
+    ($header:expr, $data:expr, $pat:pat) => {{
+        let e = open_err($header, $data);
+        assert!(matches!(e, $pat), "{e:?}");
+        e
+    }};
 }
 
 /// Opens a hand-made file and returns the error.
@@ -556,13 +552,10 @@ fn invalid_files_give_typed_errors() {
         named(e, "\"w\"");
     }
     // Too many dimensions.
-    let e = open_err(
+    rejects!(
         r#"{"w":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}"#,
         &[0],
-    );
-    assert!(
-        matches!(e, ImportError::TooManyDims { ndims: 9, .. }),
-        "{e:?}"
+        ImportError::TooManyDims { ndims: 9, .. }
     );
     // Eight is fine.
     let dir2 = tempfile::tempdir().unwrap();
@@ -582,87 +575,66 @@ fn invalid_files_give_typed_errors() {
         8
     );
     // Overflowing shapes: numel, and the matrix width of an empty tensor.
-    let e = open_err(
+    rejects!(
         r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#,
         &[],
+        ImportError::ShapeOverflow { .. }
     );
-    assert!(matches!(e, ImportError::ShapeOverflow { .. }), "{e:?}");
-    let e = open_err(
+    rejects!(
         r#"{"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}}"#,
         &[],
+        ImportError::ShapeOverflow { .. }
     );
-    assert!(matches!(e, ImportError::ShapeOverflow { .. }), "{e:?}");
     // Offsets that disagree with shape and dtype.
-    let e = open_err(
+    rejects!(
         r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
         &[0; 4],
+        ImportError::ByteLenMismatch {
+            expected: 8,
+            actual: 4,
+            ..
+        }
     );
-    assert!(
-        matches!(
-            e,
-            ImportError::ByteLenMismatch {
-                expected: 8,
-                actual: 4,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    let e = open_err(
+    rejects!(
         r#"{"w":{"dtype":"U8","shape":[1],"data_offsets":[5,4]}}"#,
         &[0; 5],
+        ImportError::BadOffsets { .. }
     );
-    assert!(matches!(e, ImportError::BadOffsets { .. }), "{e:?}");
     // Gap, overlap, past the end, trailing bytes.
-    let e = open_err(
+    let e = rejects!(
         r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}"#,
         &[0; 3],
-    );
-    assert!(
-        matches!(
-            e,
-            ImportError::BadOffsets {
-                expected_start: 1,
-                ..
-            }
-        ),
-        "{e:?}"
+        ImportError::BadOffsets {
+            expected_start: 1,
+            ..
+        }
     );
     named(e, "\"b\"");
-    let e = open_err(
+    rejects!(
         r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}"#,
         &[0; 3],
+        ImportError::BadOffsets { .. }
     );
-    assert!(matches!(e, ImportError::BadOffsets { .. }), "{e:?}");
-    let e = open_err(
+    rejects!(
         r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#,
         &[0; 3],
+        ImportError::BadOffsets { data_len: 3, .. }
     );
-    assert!(
-        matches!(e, ImportError::BadOffsets { data_len: 3, .. }),
-        "{e:?}"
-    );
-    let e = open_err(
+    rejects!(
         r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#,
         &[0; 3],
-    );
-    assert!(
-        matches!(
-            e,
-            ImportError::TrailingData {
-                covered: 2,
-                data_len: 3,
-                ..
-            }
-        ),
-        "{e:?}"
+        ImportError::TrailingData {
+            covered: 2,
+            data_len: 3,
+            ..
+        }
     );
     // Empty tensor name.
-    let e = open_err(
+    rejects!(
         r#"{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
         &[0],
+        ImportError::BadName { len: 0, .. }
     );
-    assert!(matches!(e, ImportError::BadName { len: 0, .. }), "{e:?}");
 }
 
 #[test]

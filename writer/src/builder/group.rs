@@ -89,23 +89,25 @@ impl<W: Write + Seek> Writer<W> {
             .palettes
             .iter()
             .zip(&e.codes)
-            .map(|(&palette, codes)| Stage { palette, codes })
+            .map(|(&palette, codes)| Stage::new(palette, codes))
             .collect();
         let slot_l = e.slot.as_ref().zip(ids.basis).map(|(s, basis)| SlotL {
             basis,
             coef: &s.coef,
             scale: s.slot_scale,
         });
-        self.add_encoded_tensor(EncodedTensor {
-            name: info.name,
-            dtype: info.dtype,
-            shape: info.shape,
-            role: info.role,
-            regime: info.regime,
-            stages: &stages,
+        let t = EncodedTensor {
             scale: e.scales.as_deref().map(|s| (SCALE_ELEM, s)),
             slot_l,
-            quality: info.quality,
-        })
+            ..EncodedTensor::new(
+                info.name,
+                info.dtype,
+                info.shape,
+                info.role,
+                info.regime,
+                &stages,
+            )
+        };
+        self.add_encoded_tensor(t.with_quality(info.quality))
     }
 }

@@ -137,6 +137,21 @@ pub struct RawTensor<'a> {
     pub bytes: &'a [u8],
 }
 
+impl<'a> RawTensor<'a> {
+    /// A tensor stored as is with role OTHER and regime PASSTHROUGH: one
+    /// whose role does not matter to the reader.
+    pub fn passthrough(name: &'a str, dtype: Dtype, shape: &'a [u64], bytes: &'a [u8]) -> Self {
+        RawTensor {
+            name,
+            dtype,
+            shape,
+            role: Role::Other,
+            regime: Regime::Passthrough,
+            bytes,
+        }
+    }
+}
+
 /// One residual stage of an encoded tensor.
 #[derive(Debug, Clone, Copy)]
 pub struct Stage<'a> {
@@ -146,6 +161,13 @@ pub struct Stage<'a> {
     /// `n_sub = ceil(n_cols / d)`. A palette has at most 256 entries, so a
     /// code is a `u8`; a code `>= k` is still a typed error.
     pub codes: &'a [u8],
+}
+
+impl<'a> Stage<'a> {
+    /// Stage `codes` of `palette`.
+    pub fn new(palette: PaletteId, codes: &'a [u8]) -> Self {
+        Stage { palette, codes }
+    }
 }
 
 /// The SlotL residual of an encoded tensor.
@@ -184,6 +206,52 @@ pub struct EncodedTensor<'a> {
     pub slot_l: Option<SlotL<'a>>,
     /// Quality figures to record.
     pub quality: Option<Quality>,
+}
+
+impl<'a> EncodedTensor<'a> {
+    /// A tensor of `stages` with no scales, SlotL or quality; the `with_*`
+    /// methods add them.
+    pub fn new(
+        name: &'a str,
+        dtype: Dtype,
+        shape: &'a [u64],
+        role: Role,
+        regime: Regime,
+        stages: &'a [Stage<'a>],
+    ) -> Self {
+        EncodedTensor {
+            name,
+            dtype,
+            shape,
+            role,
+            regime,
+            stages,
+            scale: None,
+            slot_l: None,
+            quality: None,
+        }
+    }
+
+    /// With per-row `scales` stored as `elem`.
+    pub fn with_scale(self, elem: ElemType, scales: &'a [f32]) -> Self {
+        EncodedTensor {
+            scale: Some((elem, scales)),
+            ..self
+        }
+    }
+
+    /// With a SlotL residual.
+    pub fn with_slot_l(self, slot_l: SlotL<'a>) -> Self {
+        EncodedTensor {
+            slot_l: Some(slot_l),
+            ..self
+        }
+    }
+
+    /// With `quality` recorded (or none).
+    pub fn with_quality(self, quality: Option<Quality>) -> Self {
+        EncodedTensor { quality, ..self }
+    }
 }
 
 /// Caps a writer enforces. The defaults are the format limits; a writer may

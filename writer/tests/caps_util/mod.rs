@@ -43,26 +43,9 @@ pub fn pal(k: usize, d: usize, bits: u8) -> PaletteSpec<'static> {
 }
 
 pub fn raw<'a>(name: &'a str, dtype: Dtype, shape: &'a [u64], bytes: &'a [u8]) -> RawTensor<'a> {
-    RawTensor {
-        name,
-        dtype,
-        shape,
-        role: Role::Other,
-        regime: Regime::Passthrough,
-        bytes,
-    }
+    RawTensor::passthrough(name, dtype, shape, bytes)
 }
 
 pub fn enc<'a>(name: &'a str, shape: &'a [u64], stages: &'a [Stage<'a>]) -> EncodedTensor<'a> {
-    EncodedTensor {
-        name,
-        dtype: Dtype::F32,
-        shape,
-        role: Role::Other,
-        regime: Regime::Argmax,
-        stages,
-        scale: None,
-        slot_l: None,
-        quality: None,
-    }
+    EncodedTensor::new(name, Dtype::F32, shape, Role::Other, Regime::Argmax, stages)
 }
