@@ -13,6 +13,9 @@ use hhtld_reader::{bf16, HhtldFile, ReaderError, DEFAULT_MAX_EXPANSION};
 #[allow(dead_code)]
 #[path = "../examples/gen_vectors.rs"]
 mod gen_vectors;
+#[path = "../examples/support/mod.rs"]
+mod support;
+use support::dir_entries;
 
 const GIB16: u64 = 65536 * 65536 * 4;
 
@@ -26,15 +29,6 @@ fn hhtld_limited(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("running hhtld under sh")
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -74,7 +68,7 @@ fn the_two_megabyte_bomb_is_refused_by_decode_in_four_gigabytes() {
             assert!(err.contains(&want), "{want:?} missing from: {err}");
         }
         // No output and no temporary file left behind.
-        assert_eq!(entries(dir.path()), ["bomb.hhtld"]);
+        assert_eq!(dir_entries(dir.path()), ["bomb.hhtld"]);
     }
 
     // The reader refuses too, before allocating 16 GiB.
@@ -159,7 +153,7 @@ fn a_raised_limit_decodes_the_committed_bomb_streamed() {
         .chunks_exact(2)
         .zip(&all)
         .all(|(b, v)| b == v.to_le_bytes()));
-    assert_eq!(entries(dir.path()), ["out.safetensors"]);
+    assert_eq!(dir_entries(dir.path()), ["out.safetensors"]);
 }
 
 #[test]

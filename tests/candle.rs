@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, WithDType};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
 use hhtld_eval::{sentences, Embedder, ModelFiles, Sources, Weights, DEFAULT_TEXT};
@@ -54,26 +54,14 @@ fn mmaped(path: &Path, dtype: DType) -> VarBuilder<'static> {
 }
 
 fn bits(t: &Tensor) -> Vec<u8> {
+    fn le<T: WithDType, const N: usize>(t: &Tensor, f: fn(T) -> [u8; N]) -> Vec<u8> {
+        t.to_vec1::<T>().unwrap().into_iter().flat_map(f).collect()
+    }
     let t = t.flatten_all().unwrap();
     match t.dtype() {
-        DType::F32 => t
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .flat_map(|x| x.to_bits().to_le_bytes())
-            .collect(),
-        DType::BF16 => t
-            .to_vec1::<half::bf16>()
-            .unwrap()
-            .iter()
-            .flat_map(|x| x.to_bits().to_le_bytes())
-            .collect(),
-        DType::F16 => t
-            .to_vec1::<half::f16>()
-            .unwrap()
-            .iter()
-            .flat_map(|x| x.to_bits().to_le_bytes())
-            .collect(),
+        DType::F32 => le(&t, f32::to_le_bytes),
+        DType::BF16 => le(&t, half::bf16::to_le_bytes),
+        DType::F16 => le(&t, half::f16::to_le_bytes),
         d => panic!("unexpected dtype {d:?}"),
     }
 }

@@ -4,15 +4,16 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hhtld_format::error::RULES;
 use hhtld_reader::{Hhtld, HhtldFile, ReaderError};
 
 // The generator, included so that regeneration runs in-process.
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/gen_vectors.rs"]
 mod gen_vectors;
+use common::{assert_ok_for, hhtld};
 
 fn root() -> PathBuf {
     gen_vectors::vectors_dir()
@@ -95,17 +96,9 @@ fn valid_vectors_open_verify_and_inspect_as_committed() {
             .verify()
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 
-        let out = Command::new(env!("CARGO_BIN_EXE_hhtld"))
-            .args(["inspect", "--json", "--verify"])
-            .arg(p)
-            .output()
-            .expect("running hhtld");
-        assert!(
-            out.status.success(),
-            "{}: hhtld inspect failed: {}",
-            p.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let path = p.to_str().expect("UTF-8 vector path");
+        let out = hhtld(&["inspect", "--json", "--verify", path]);
+        assert_ok_for(&out, path);
         let committed = fs::read(companion(p, "json")).expect("committed .json");
         assert!(
             out.stdout == committed,

@@ -18,6 +18,12 @@ use hhtld_format::{Dtype, Encoding};
 use hhtld_reader::{Hhtld, HhtldFile, ReaderError};
 use hhtld_writer::report::SizeReport;
 
+/// The fuzz crate's CRC repair (what the `decode` target does before
+/// opening), shared as source: the fuzz crate itself needs libFuzzer.
+#[path = "../fuzz/src/repair.rs"]
+mod repair;
+use repair::fix_crcs;
+
 /// Most values one tensor's decode may produce here; a valid header may
 /// claim more than a test should allocate.
 const MAX_DECODE: usize = 1 << 22;
@@ -40,38 +46,13 @@ fn regression(name: &str) -> Vec<u8> {
     fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Recomputes every in-bounds section CRC, then the header CRC (what the
-/// `decode` fuzz target does before opening).
-fn fix_crcs(b: &mut [u8]) {
-    let (Some(table), Some(count)) = (u64_at(b, 24), b.get(32..36)) else {
-        return;
-    };
-    let count = u64::from(u32::from_le_bytes(count.try_into().expect("4 bytes")));
-    let Some(end) = count
-        .checked_mul(32)
-        .and_then(|n| n.checked_add(table))
-        .filter(|&e| e <= b.len() as u64 && table >= 64)
-    else {
-        return;
-    };
-    let (table, end) = (table as usize, end as usize);
-    for e in (table..end).step_by(32) {
-        let (Some(off), Some(len)) = (u64_at(b, e + 8), u64_at(b, e + 16)) else {
-            continue;
-        };
-        if let Some(x) = off.checked_add(len).filter(|&x| x <= b.len() as u64) {
-            let crc = crc32fast::hash(&b[off as usize..x as usize]);
-            b[e + 4..e + 8].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&b[..60]);
-    h.update(&b[table..end]);
-    b[60..64].copy_from_slice(&h.finalize().to_le_bytes());
+/// A regression input that is a valid file (its CRCs were fixed when it
+/// was saved): its bytes and the file, opened and verified.
+fn regression_file(name: &str) -> (Vec<u8>, HhtldFile) {
+    let b = regression(name);
+    let f = HhtldFile::copy_from_slice(&b).expect("valid file");
+    f.view().verify().expect("CRCs were fixed");
+    (b, f)
 }
 
 /// What a file did when read.
@@ -236,10 +217,8 @@ fn open_rejects_nan_quality_without_the_flag_on_both_paths() {
 /// empty vector, and row access is out of range.
 #[test]
 fn empty_raw_tensor_with_huge_width_decodes_to_nothing() {
-    let b = regression("raw_empty_tensor_with_huge_n_cols.hhtld");
-    let f = HhtldFile::copy_from_slice(&b).expect("valid file");
+    let (b, f) = regression_file("raw_empty_tensor_with_huge_n_cols.hhtld");
     let h = f.view();
-    h.verify().expect("CRCs were fixed");
     let t = h.tensor_by_name("empty").expect("tensor");
     assert_eq!((t.n_rows(), t.numel()), (0, 0));
     assert!(t.n_cols() > 1 << 50, "n_cols {}", t.n_cols());
@@ -258,10 +237,8 @@ fn empty_raw_tensor_with_huge_width_decodes_to_nothing() {
 /// the file length (its `check()` once left the unknown payload out).
 #[test]
 fn unknown_optional_section_is_skipped_and_counted() {
-    let b = regression("unknown_optional_section.hhtld");
-    let f = HhtldFile::copy_from_slice(&b).expect("valid file");
+    let (b, f) = regression_file("unknown_optional_section.hhtld");
     let h = f.view();
-    h.verify().expect("CRCs were fixed");
     let unknown: Vec<_> = h.sections().iter().filter(|s| s.kind.is_none()).collect();
     assert_eq!(unknown.len(), 1);
     assert_eq!((unknown[0].raw_kind, unknown[0].flags), (259, 0));

@@ -7,7 +7,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fs;
-use std::path::PathBuf;
 
 use hhtld_format::limits::{MAX_PALETTES, MAX_SECTIONS, MAX_TENSORS};
 use hhtld_format::{Dtype, Encoding};
@@ -149,31 +148,12 @@ fn check_open_memory(what: &str, b: &[u8]) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------
 
-fn valid_files() -> Vec<(String, Vec<u8>)> {
-    let dir = gen_vectors::vectors_dir().join("valid");
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-        .expect("spec/vectors/valid")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "hhtld"))
-        .collect();
-    v.sort();
-    assert!(v.len() >= 12, "valid vectors missing");
-    v.into_iter()
-        .map(|p| {
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (name, fs::read(&p).expect("vector"))
-        })
-        .collect()
-}
-
-fn invalid_files() -> Vec<(String, Vec<u8>)> {
-    let dir = gen_vectors::vectors_dir().join("invalid");
+/// The `.hhtld` vectors of `spec/vectors/{kind}`, with their file names,
+/// in name order.
+fn vector_files(kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = gen_vectors::vectors_dir().join(kind);
     let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-        .expect("spec/vectors/invalid")
+        .unwrap_or_else(|e| panic!("spec/vectors/{kind}: {e}"))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "hhtld"))
         .map(|p| {
@@ -187,6 +167,16 @@ fn invalid_files() -> Vec<(String, Vec<u8>)> {
         .collect();
     v.sort();
     v
+}
+
+fn valid_files() -> Vec<(String, Vec<u8>)> {
+    let v = vector_files("valid");
+    assert!(v.len() >= 12, "valid vectors missing");
+    v
+}
+
+fn invalid_files() -> Vec<(String, Vec<u8>)> {
+    vector_files("invalid")
 }
 
 /// Whether `b` is rejected by open or, once open, by verification.

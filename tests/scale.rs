@@ -5,6 +5,7 @@
 //! sample and tensors encoded in chunks, 8 layers took 2.7x the RSS of 2
 //! (65 MB against 174 MB).
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/synth_llama.rs"]
 mod synth_llama;
@@ -12,6 +13,7 @@ mod synth_llama;
 use std::path::Path;
 use std::process::Command;
 
+use common::assert_ok_for;
 use synth_llama::{write_model, Shape};
 
 /// Peak RSS in KiB of `hhtld encode IN -o OUT --profile fidelity`, which
@@ -28,12 +30,7 @@ fn encode_peak_kib(input: &Path, output: &Path, rss_file: &Path) -> u64 {
         .arg(input)
         .output()
         .expect("run /usr/bin/time (GNU time) around hhtld encode");
-    assert!(
-        out.status.success(),
-        "encode of {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok_for(&out, &format!("encode of {}", input.display()));
     let text = std::fs::read_to_string(rss_file).expect("read the time report");
     text.trim()
         .lines()

@@ -18,7 +18,7 @@ use hhtld_writer::builder::{
 use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, StageShape};
 use hhtld_writer::report::SizeReport;
 
-use crate::matrix;
+use crate::{cycle, foreign_ids, matrix};
 
 use crate::assert_same_f32;
 use crate::roundtrip::Elem;
@@ -253,18 +253,6 @@ pub struct Input {
     pub limits: Option<LimitsIn>,
 }
 
-fn cycle<T: Copy>(v: &[T], n: usize, empty: impl Fn(usize) -> T) -> Vec<T> {
-    (0..n)
-        .map(|i| {
-            if v.is_empty() {
-                empty(i)
-            } else {
-                v[i % v.len()]
-            }
-        })
-        .collect()
-}
-
 /// Runs the codec on the matrices; a successful group is written, read
 /// back and decoded like the codec's own decoder.
 fn codec(input: &Input) {
@@ -405,19 +393,7 @@ fn writer_ops(input: &Input) {
         None => Writer::new(Cursor::new(Vec::new())),
     }
     .expect("writer on a Vec");
-    let mut other = Writer::new(Cursor::new(Vec::new())).expect("writer");
-    let foreign_p = other
-        .add_palette(PaletteSpec {
-            k: 2,
-            d: 1,
-            bits: 4,
-            elem: ElemType::F32,
-            values: &[0.0, 1.0],
-        })
-        .expect("foreign palette");
-    let foreign_b = other
-        .add_basis(2, ElemType::F32, &[0.0; 16])
-        .expect("foreign basis");
+    let (foreign_p, foreign_b) = foreign_ids(2, 2);
     let mut pals: Vec<(PaletteId, usize, usize)> = Vec::new();
     let mut bases: Vec<(BasisId, usize)> = Vec::new();
     let mut tensors = 0usize;
@@ -535,7 +511,7 @@ fn writer_ops(input: &Input) {
                 let stages: Vec<Stage> = ids
                     .iter()
                     .zip(&codes)
-                    .map(|(&palette, c)| Stage { palette, codes: c })
+                    .map(|(&palette, c)| Stage::new(palette, c))
                     .collect();
                 let fill_rows = e.fill && rows <= MAX_FILL;
                 let scale = e.scale.as_ref().map(|(el, v)| {
@@ -563,26 +539,30 @@ fn writer_ops(input: &Input) {
                         .collect();
                     (id, coef, *sc)
                 });
-                let r = w.add_encoded_tensor(EncodedTensor {
-                    name: &e.name,
-                    dtype: Dtype::ALL[usize::from(e.dtype) % Dtype::ALL.len()],
-                    shape: &e.shape,
-                    role: Role::ALL[usize::from(e.role) % Role::ALL.len()],
-                    regime: Regime::ALL[usize::from(e.regime) % Regime::ALL.len()],
-                    stages: &stages,
-                    scale: scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
-                    slot_l: slot.as_ref().map(|(id, coef, sc)| SlotL {
-                        basis: *id,
-                        coef,
-                        scale: *sc,
-                    }),
-                    quality: e.quality.map(|q| Quality {
+                let r = w.add_encoded_tensor(
+                    EncodedTensor {
+                        scale: scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
+                        slot_l: slot.as_ref().map(|(id, coef, sc)| SlotL {
+                            basis: *id,
+                            coef,
+                            scale: *sc,
+                        }),
+                        ..EncodedTensor::new(
+                            &e.name,
+                            Dtype::ALL[usize::from(e.dtype) % Dtype::ALL.len()],
+                            &e.shape,
+                            Role::ALL[usize::from(e.role) % Role::ALL.len()],
+                            Regime::ALL[usize::from(e.regime) % Regime::ALL.len()],
+                            &stages,
+                        )
+                    }
+                    .with_quality(e.quality.map(|q| Quality {
                         rho_median: q[0],
                         rho_p5: q[1],
                         rho_min: q[2],
                         rel_fro: q[3],
-                    }),
-                });
+                    })),
+                );
                 tensors += usize::from(r.is_ok());
                 r
             }

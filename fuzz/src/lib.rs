@@ -20,6 +20,46 @@ pub fn matrix(shape: &[u64]) -> Option<(u64, u64)> {
     hhtld_format::encode::matrix_dims(shape).filter(|(r, c)| r.checked_mul(*c).is_some())
 }
 
+/// Cycles `v` to `n` values; an empty `v` gives `empty(i)` at position `i`.
+pub fn cycle<T: Copy>(v: &[T], n: usize, empty: impl Fn(usize) -> T) -> Vec<T> {
+    (0..n)
+        .map(|i| {
+            if v.is_empty() {
+                empty(i)
+            } else {
+                v[i % v.len()]
+            }
+        })
+        .collect()
+}
+
+/// Ids of a palette (`k` scalar entries) and a basis (`n_cols` wide) made by
+/// another writer: always unknown to the writer under test.
+pub fn foreign_ids(
+    k: usize,
+    n_cols: usize,
+) -> (
+    hhtld_writer::builder::PaletteId,
+    hhtld_writer::builder::BasisId,
+) {
+    use hhtld_writer::builder::{PaletteSpec, Writer};
+    let mut other = Writer::new(std::io::Cursor::new(Vec::new())).expect("writer on a Vec");
+    let values: Vec<f32> = (0..k).map(|i| i as f32).collect();
+    let p = other
+        .add_palette(PaletteSpec {
+            k,
+            d: 1,
+            bits: 4,
+            elem: hhtld_format::ElemType::F32,
+            values: &values,
+        })
+        .expect("foreign palette");
+    let b = other
+        .add_basis(n_cols, hhtld_format::ElemType::F32, &vec![0.0; 8 * n_cols])
+        .expect("foreign basis");
+    (p, b)
+}
+
 /// Whether two f32 values are the same: equal bits, or both NaN (Rust does
 /// not fix NaN payloads of arithmetic, so only NaN-ness is comparable).
 pub fn same_f32(a: f32, b: f32) -> bool {
@@ -40,6 +80,9 @@ pub fn assert_same_f32(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+#[path = "../../examples/support/mod.rs"]
+mod support;
+
 /// The splitmix64 generator, for deterministic sample data.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -52,11 +95,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        support::splitmix64(&mut self.0)
     }
 
     /// Uniform in `[lo, hi)`.

@@ -17,7 +17,7 @@ use hhtld_writer::builder::{
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
 
-use crate::matrix;
+use crate::{cycle, foreign_ids, matrix};
 
 use crate::reference::{RefRow, RefStage};
 use crate::{assert_same_f32, same_f32};
@@ -207,21 +207,33 @@ struct ExpTensor {
     shape: Vec<u64>,
     role: Role,
     regime: Regime,
-    raw: Option<Vec<u8>>,
-    enc: Option<ExpEncoded>,
+    body: ExpBody,
 }
 
-/// Cycles `v` to `n` values; an empty `v` gives a fixed ramp.
-fn cycle<T: Copy>(v: &[T], n: usize, empty: impl Fn(usize) -> T) -> Vec<T> {
-    (0..n)
-        .map(|i| {
-            if v.is_empty() {
-                empty(i)
-            } else {
-                v[i % v.len()]
-            }
-        })
-        .collect()
+/// What an expected tensor stores.
+enum ExpBody {
+    Raw(Vec<u8>),
+    Encoded(ExpEncoded),
+}
+
+impl ExpTensor {
+    fn new(
+        name: String,
+        dtype: Dtype,
+        shape: Vec<u64>,
+        role: Role,
+        regime: Regime,
+        body: ExpBody,
+    ) -> Self {
+        ExpTensor {
+            name,
+            dtype,
+            shape,
+            role,
+            regime,
+            body,
+        }
+    }
 }
 
 /// Values a writer accepts for `elem`: finite, and finite after rounding.
@@ -253,20 +265,7 @@ fn counts(w: &Writer<Cursor<Vec<u8>>>) -> (usize, usize) {
 /// Runs the script and checks the file it produces.
 pub fn run(input: &Input) {
     let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer on a Vec");
-    // Ids of another writer: always unknown to `w`.
-    let mut other = Writer::new(Cursor::new(Vec::new())).expect("writer on a Vec");
-    let foreign_p = other
-        .add_palette(PaletteSpec {
-            k: 1,
-            d: 1,
-            bits: 4,
-            elem: ElemType::F32,
-            values: &[1.0],
-        })
-        .expect("foreign palette");
-    let foreign_b = other
-        .add_basis(1, ElemType::F32, &[0.0; 8])
-        .expect("foreign basis");
+    let (foreign_p, foreign_b) = foreign_ids(1, 1);
 
     let mut pals: Vec<ExpPalette> = Vec::new();
     let mut bases: Vec<ExpBasis> = Vec::new();
@@ -431,15 +430,8 @@ pub fn run(input: &Input) {
                     bytes: &bytes,
                 });
                 if res.is_ok() {
-                    tensors.push(ExpTensor {
-                        name,
-                        dtype,
-                        shape,
-                        role,
-                        regime,
-                        raw: Some(bytes),
-                        enc: None,
-                    });
+                    let body = ExpBody::Raw(bytes);
+                    tensors.push(ExpTensor::new(name, dtype, shape, role, regime, body));
                 }
                 res
             }
@@ -579,14 +571,16 @@ pub fn run(input: &Input) {
             "{}",
             e.name
         );
-        if let Some(raw) = &e.raw {
-            assert_eq!(t.encoding(), Encoding::Raw);
-            assert_eq!(t.raw_bytes(), Some(raw.as_slice()), "{}: raw bytes", e.name);
-            continue;
+        match &e.body {
+            ExpBody::Raw(raw) => {
+                assert_eq!(t.encoding(), Encoding::Raw);
+                assert_eq!(t.raw_bytes(), Some(raw.as_slice()), "{}: raw bytes", e.name);
+            }
+            ExpBody::Encoded(enc) => {
+                assert_eq!(t.encoding(), Encoding::Palette);
+                check_encoded(&t, enc, &pals, &bases);
+            }
         }
-        let enc = e.enc.as_ref().expect("encoded or raw");
-        assert_eq!(t.encoding(), Encoding::Palette);
-        check_encoded(&t, enc, &pals, &bases);
     }
     crate::check::views(&h);
 }
@@ -716,45 +710,35 @@ fn add_encoded(
     let stages: Vec<Stage> = stage_ids
         .iter()
         .zip(&stage_codes)
-        .map(|(&palette, (_, codes))| Stage { palette, codes })
+        .map(|(&palette, (_, codes))| Stage::new(palette, codes))
         .collect();
-    let res = w.add_encoded_tensor(EncodedTensor {
-        name: &name,
-        dtype,
-        shape: &shape,
-        role,
-        regime,
-        stages: &stages,
-        scale: scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
-        slot_l: slot.as_ref().map(|(id, _, coef, sc)| SlotL {
-            basis: *id,
-            coef,
-            scale: *sc,
-        }),
-        quality,
-    });
+    let res = w.add_encoded_tensor(
+        EncodedTensor {
+            scale: scale.as_ref().map(|(el, v)| (*el, v.as_slice())),
+            slot_l: slot.as_ref().map(|(id, _, coef, sc)| SlotL {
+                basis: *id,
+                coef,
+                scale: *sc,
+            }),
+            ..EncodedTensor::new(&name, dtype, &shape, role, regime, &stages)
+        }
+        .with_quality(quality),
+    );
     if res.is_ok() {
         assert!(
             stage_codes.iter().all(|(pi, _)| *pi != usize::MAX),
             "a foreign palette id was accepted"
         );
-        tensors.push(ExpTensor {
-            name,
-            dtype,
-            shape,
-            role,
-            regime,
-            raw: None,
-            enc: Some(ExpEncoded {
-                stages: stage_codes,
-                scale: scale.map(|(el, v)| (el, v.iter().map(|&x| round_to_elem(x, el)).collect())),
-                slot: slot.map(|(_, b, coef, sc)| {
-                    assert_ne!(b, usize::MAX, "a foreign basis id was accepted");
-                    (b, coef, sc)
-                }),
-                quality,
+        let body = ExpBody::Encoded(ExpEncoded {
+            stages: stage_codes,
+            scale: scale.map(|(el, v)| (el, v.iter().map(|&x| round_to_elem(x, el)).collect())),
+            slot: slot.map(|(_, b, coef, sc)| {
+                assert_ne!(b, usize::MAX, "a foreign basis id was accepted");
+                (b, coef, sc)
             }),
+            quality,
         });
+        tensors.push(ExpTensor::new(name, dtype, shape, role, regime, body));
     }
     Some(res)
 }

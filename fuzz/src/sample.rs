@@ -33,42 +33,27 @@ fn codes(rng: &mut Rng, n: usize, k: usize) -> Vec<u8> {
 pub fn sample_file() -> Vec<u8> {
     let mut rng = Rng::new(0x6868_746c_6466_757a);
     let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
-    let p_scalar = w
-        .add_palette(PaletteSpec {
-            k: 16,
-            d: 1,
-            bits: 4,
-            elem: ElemType::Bf16,
-            values: &(0..16).map(|i| i as f32 * 0.125 - 1.0).collect::<Vec<_>>(),
+    // Drawn in this order, which fixes the bytes of the committed seed.
+    let scalar: Vec<f32> = (0..16).map(|i| i as f32 * 0.125 - 1.0).collect();
+    let wide = rng.values(160, -2.0, 2.0);
+    let odd = rng.values(15, -1.0, 1.0);
+    let long = rng.values(24, -0.5, 0.5);
+    let specs = [
+        (16, 1, 4, ElemType::Bf16, &scalar, "scalar palette"),
+        (40, 4, 8, ElemType::F16, &wide, "8-bit palette"),
+        (5, 3, 4, ElemType::F32, &odd, "d = 3 palette"),
+        (3, 8, 4, ElemType::Bf16, &long, "d = 8 palette"),
+    ];
+    let [p_scalar, p_wide, p_odd, p_long] = specs.map(|(k, d, bits, elem, values, what)| {
+        w.add_palette(PaletteSpec {
+            k,
+            d,
+            bits,
+            elem,
+            values,
         })
-        .expect("scalar palette");
-    let p_wide = w
-        .add_palette(PaletteSpec {
-            k: 40,
-            d: 4,
-            bits: 8,
-            elem: ElemType::F16,
-            values: &rng.values(160, -2.0, 2.0),
-        })
-        .expect("8-bit palette");
-    let p_odd = w
-        .add_palette(PaletteSpec {
-            k: 5,
-            d: 3,
-            bits: 4,
-            elem: ElemType::F32,
-            values: &rng.values(15, -1.0, 1.0),
-        })
-        .expect("d = 3 palette");
-    let p_long = w
-        .add_palette(PaletteSpec {
-            k: 3,
-            d: 8,
-            bits: 4,
-            elem: ElemType::Bf16,
-            values: &rng.values(24, -0.5, 0.5),
-        })
-        .expect("d = 8 palette");
+        .expect(what)
+    });
     w.add_fisher_z(p_wide).expect("computed FisherZ");
     let mut table = vec![0i8; 25];
     for i in 0..5 {
@@ -95,68 +80,54 @@ pub fn sample_file() -> Vec<u8> {
     let coef: Vec<[i8; 8]> = (0..4)
         .map(|r| core::array::from_fn(|i| (r * 8 + i) as i8 * 3 - 40))
         .collect();
-    w.add_encoded_tensor(EncodedTensor {
-        name: "layers.0.attn.q.weight",
-        dtype: Dtype::F32,
-        shape: &[4, 8],
-        role: Role::AttnQ,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: p_wide,
-                codes: &c0,
-            },
-            Stage {
-                palette: p_scalar,
-                codes: &c1,
-            },
-        ],
-        scale: Some((ElemType::F16, &[0.5, 1.0, 1.5, 2.0])),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "layers.0.attn.q.weight",
+            Dtype::F32,
+            &[4, 8],
+            Role::AttnQ,
+            Regime::Argmax,
+            &[Stage::new(p_wide, &c0), Stage::new(p_scalar, &c1)],
+        )
+        .with_scale(ElemType::F16, &[0.5, 1.0, 1.5, 2.0])
+        .with_slot_l(SlotL {
             basis: b8,
             coef: &coef,
             scale: 0.01,
-        }),
-        quality: Some(Quality {
+        })
+        .with_quality(Some(Quality {
             rho_median: 0.99,
             rho_p5: 0.95,
             rho_min: 0.9,
             rel_fro: 0.05,
-        }),
-    })
+        })),
+    )
     .expect("two-stage tensor");
     // Shares the 8-bit palette; rank 3; no scale.
     let c = codes(&mut rng, 4 * 2, 40);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "layers.0.attn.k.weight",
-        dtype: Dtype::Bf16,
-        shape: &[2, 2, 8],
-        role: Role::AttnK,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p_wide,
-            codes: &c,
-        }],
-        scale: None,
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(EncodedTensor::new(
+        "layers.0.attn.k.weight",
+        Dtype::Bf16,
+        &[2, 2, 8],
+        Role::AttnK,
+        Regime::Index,
+        &[Stage::new(p_wide, &c)],
+    ))
     .expect("shared-palette tensor");
     // Width 7 with d = 3: the last sub-vector covers one column; bf16
     // scales and a SlotL basis of width 7.
     let c = codes(&mut rng, 3 * 3, 5);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "layers.0.mlp.down.weight",
-        dtype: Dtype::F64,
-        shape: &[3, 7],
-        role: Role::MlpDown,
-        regime: Regime::Argmax,
-        stages: &[Stage {
-            palette: p_odd,
-            codes: &c,
-        }],
-        scale: Some((ElemType::Bf16, &[1.0, -0.75, 3.0])),
-        slot_l: Some(SlotL {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "layers.0.mlp.down.weight",
+            Dtype::F64,
+            &[3, 7],
+            Role::MlpDown,
+            Regime::Argmax,
+            &[Stage::new(p_odd, &c)],
+        )
+        .with_scale(ElemType::Bf16, &[1.0, -0.75, 3.0])
+        .with_slot_l(SlotL {
             basis: b7,
             coef: &[
                 [1, -2, 3, -4, 5, -6, 7, -8],
@@ -165,8 +136,7 @@ pub fn sample_file() -> Vec<u8> {
             ],
             scale: 0.002,
         }),
-        quality: None,
-    })
+    )
     .expect("odd-width tensor");
     // Three stages of three palette shapes, f32 scales.
     let (a, b, c) = (
@@ -174,35 +144,27 @@ pub fn sample_file() -> Vec<u8> {
         codes(&mut rng, 16, 16),
         codes(&mut rng, 2 * 3, 5),
     );
-    w.add_encoded_tensor(EncodedTensor {
-        name: "layers.0.mlp.up.weight",
-        dtype: Dtype::F16,
-        shape: &[2, 8],
-        role: Role::MlpUp,
-        regime: Regime::Argmax,
-        stages: &[
-            Stage {
-                palette: p_long,
-                codes: &a,
-            },
-            Stage {
-                palette: p_scalar,
-                codes: &b,
-            },
-            Stage {
-                palette: p_odd,
-                codes: &c,
-            },
-        ],
-        scale: Some((ElemType::F32, &[0.25, 4.0])),
-        slot_l: None,
-        quality: Some(Quality {
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "layers.0.mlp.up.weight",
+            Dtype::F16,
+            &[2, 8],
+            Role::MlpUp,
+            Regime::Argmax,
+            &[
+                Stage::new(p_long, &a),
+                Stage::new(p_scalar, &b),
+                Stage::new(p_odd, &c),
+            ],
+        )
+        .with_scale(ElemType::F32, &[0.25, 4.0])
+        .with_quality(Some(Quality {
             rho_median: 0.5,
             rho_p5: -0.25,
             rho_min: -1.0,
             rel_fro: 0.0,
-        }),
-    })
+        })),
+    )
     .expect("three-stage tensor");
 
     let i64s: Vec<u8> = [-3i64, 0, i64::MAX]
@@ -328,20 +290,17 @@ pub fn parallel_file() -> Vec<u8> {
     let (rows, cols) = (64usize, 1100usize);
     let c = codes(&mut rng, rows * cols.div_ceil(16), 16);
     let scales = rng.values(rows, 0.5, 2.0);
-    w.add_encoded_tensor(EncodedTensor {
-        name: "wide",
-        dtype: Dtype::Bf16,
-        shape: &[rows as u64, cols as u64],
-        role: Role::TokenEmbedding,
-        regime: Regime::Index,
-        stages: &[Stage {
-            palette: p,
-            codes: &c,
-        }],
-        scale: Some((ElemType::F16, &scales)),
-        slot_l: None,
-        quality: None,
-    })
+    w.add_encoded_tensor(
+        EncodedTensor::new(
+            "wide",
+            Dtype::Bf16,
+            &[rows as u64, cols as u64],
+            Role::TokenEmbedding,
+            Regime::Index,
+            &[Stage::new(p, &c)],
+        )
+        .with_scale(ElemType::F16, &scales),
+    )
     .expect("wide tensor");
     finish(w)
 }

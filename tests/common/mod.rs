@@ -62,9 +62,14 @@ pub fn named<'a>(v: &'a Value, list: &str, name: &str) -> &'a Value {
 
 /// Asserts the command succeeded, showing its stderr otherwise.
 pub fn assert_ok(o: &Output) {
+    assert_ok_for(o, "command");
+}
+
+/// As [`assert_ok`], naming `what` ran in the message.
+pub fn assert_ok_for(o: &Output, what: &str) {
     assert!(
         o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
+        "{what}: status {:?}\nstdout: {}\nstderr: {}",
         o.status.code(),
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
