@@ -25,8 +25,8 @@ use thiserror::Error;
 use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
 use crate::calibration::Calibration;
 use crate::codec::{
-    fit_group, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix, Feedback, Gate,
-    GroupFit, Matrix, QualityAcc, QualityStats,
+    fit_group_weighted, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix,
+    Feedback, Gate, GroupFit, Matrix, QualityAcc, QualityStats,
 };
 use crate::error::WriteError;
 use crate::import::{
@@ -291,6 +291,7 @@ fn fit_members(
     model: &SafetensorsModel,
     members: &[&ClassifiedTensor],
     spec: &CodecSpec,
+    opts: &EncodeOptions,
 ) -> Result<GroupFit, EncodeError> {
     let first = members[0];
     let n_cols = first.info.matrix_dims().1 as usize;
@@ -303,16 +304,39 @@ fn fit_members(
         Some(uniform) => Some(with_peaky_rows(model, members, &dims, uniform)?),
         None => None,
     };
+    // Per member, its input columns' importance over their mean (so every
+    // layer counts alike); all ones for a member without statistics.
+    let importance: Vec<Option<Vec<f32>>> = members
+        .iter()
+        .map(|t| {
+            let stats = opts.calibration.as_ref()?.get(&t.info.name)?;
+            let imp = stats.importance();
+            let mean = imp.iter().map(|&v| f64::from(v)).sum::<f64>() / imp.len().max(1) as f64;
+            (imp.len() == n_cols && mean > 0.0)
+                .then(|| imp.iter().map(|&v| (f64::from(v) / mean) as f32).collect())
+        })
+        .collect();
+    let weighted = importance.iter().any(Option::is_some);
+    let mut weights = Vec::new();
     let mut data = Vec::new();
     let mut off = 0;
     let mut next = 0;
-    for (t, &n_rows) in members.iter().zip(&dims) {
+    for ((t, &n_rows), imp) in members.iter().zip(&dims).zip(&importance) {
+        let before = data.len();
         match &pick {
             None => read_rows(model, t, 0, n_rows, &mut data)?,
             Some(pick) => {
                 while let Some(&r) = pick.get(next).filter(|&&r| r < off + n_rows) {
                     read_rows(model, t, r - off, r - off + 1, &mut data)?;
                     next += 1;
+                }
+            }
+        }
+        if weighted {
+            for _ in 0..(data.len() - before) / n_cols.max(1) {
+                match imp {
+                    Some(imp) => weights.extend_from_slice(imp),
+                    None => weights.resize(weights.len() + n_cols, 1.0),
                 }
             }
         }
@@ -325,7 +349,7 @@ fn fit_members(
         source,
     };
     let sample = Matrix::new(&data, rows, n_cols).map_err(|e| codec_err(e.into()))?;
-    fit_group(&[sample], spec).map_err(codec_err)
+    fit_group_weighted(&[sample], spec, weighted.then_some(weights.as_slice())).map_err(codec_err)
 }
 
 /// Share of a row sample reserved for the rows with the largest peak-to-RMS
@@ -487,7 +511,7 @@ fn encode_one_group<W: Write + Seek>(
         first.info.matrix_dims().1,
     );
     let members: Vec<&ClassifiedTensor> = group.iter().map(|&i| &tensors[i]).collect();
-    let fit = fit_members(model, &members, &spec)?;
+    let fit = fit_members(model, &members, &spec, opts)?;
 
     // The group's palettes are written once, at the first member that keeps
     // them, so a group whose every member falls back writes none.
@@ -557,7 +581,7 @@ fn fall_back<W: Write + Seek>(
                 if s.entry_width(n_cols as usize).is_err() {
                     continue;
                 }
-                let fit = fit_members(model, &[t], &s)?;
+                let fit = fit_members(model, &[t], &s, opts)?;
                 let (enc, q) = encode_tensor(model, t, &fit, opts)?;
                 if gate.passes(&q) {
                     let objs = w.add_group_objects(&fit.group_of(Vec::new()), fisher_z)?;

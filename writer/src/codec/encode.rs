@@ -216,9 +216,31 @@ pub fn sample_rows(total_rows: usize, n_cols: usize, spec: &CodecSpec) -> Option
 /// rounds, each stage is then refitted to what the others leave. Rows
 /// whose width is not a multiple of `d` are fitted as if padded with zeros.
 pub fn fit_group(sample: &[Matrix<'_>], spec: &CodecSpec) -> Result<GroupFit, CodecError> {
+    fit_group_weighted(sample, spec, None)
+}
+
+/// [`fit_group`] with an importance per value of the sample (`weights`,
+/// the rows of `sample` in order, e.g. each row's input-column importance
+/// from calibration): every stage's k-means weights each coordinate's
+/// squared error by it, so palette entries go where the layer's output
+/// is sensitive. Padding of a partial last sub-vector has weight 0.
+pub fn fit_group_weighted(
+    sample: &[Matrix<'_>],
+    spec: &CodecSpec,
+    weights: Option<&[f32]>,
+) -> Result<GroupFit, CodecError> {
     let n = validate(sample, spec)?;
     let rows: Vec<&[f32]> = sample.iter().flat_map(|m| m.data.chunks_exact(n)).collect();
     let total = rows.len();
+    if let Some(w) = weights {
+        if w.len() != total * n {
+            return Err(CodecError::BufferLen {
+                expected: total * n,
+                got: w.len(),
+            });
+        }
+    }
+    let mut wres = Vec::new();
     let shift = shift_of(&rows);
     let p = prepare(rows.par_iter().copied(), total, n, shift, spec.row_scale);
 
@@ -239,7 +261,14 @@ pub fn fit_group(sample: &[Matrix<'_>], spec: &CodecSpec) -> Result<GroupFit, Co
                 .wrapping_add((stage as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             ..spec.kmeans
         };
-        let (pal, codes) = quantise(&resid, d, shape.k, &params, &rounder(spec, stage))?;
+        let w = match weights {
+            Some(w) => {
+                gather(&mut wres, w, None, n, d);
+                Some(wres.as_slice())
+            }
+            None => None,
+        };
+        let (pal, codes) = quantise(&resid, w, d, shape.k, &params, &rounder(spec, stage))?;
         add_stage(&mut acc, n, d, &pal, &codes, false);
         norm.push(pal);
         shapes.push((d, shape.bits));
@@ -451,7 +480,7 @@ impl GroupFit {
                             for (o, c) in pt.iter_mut().zip(lo..hi) {
                                 *o = t[c] - a[c];
                             }
-                            srch.assign_chunk(&pt, &mut code, &mut dist);
+                            srch.assign_chunk(&pt, None, &mut code, &mut dist);
                             codes[off + j] = code[0];
                             let e = &pal[code[0] as usize * d..code[0] as usize * d + d];
                             for (av, &v) in a[lo..hi].iter_mut().zip(e) {

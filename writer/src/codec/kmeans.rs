@@ -147,23 +147,43 @@ impl Searcher {
     }
 
     /// Nearest entry of each point of `pts` (`codes.len()` points), and its
-    /// squared distance. Ties go to the lowest entry index.
-    pub(crate) fn assign_chunk(&self, pts: &[f32], codes: &mut [u8], dists: &mut [f32]) {
+    /// squared distance, weighted per coordinate by `wts` (one weight per
+    /// value of `pts`) when given. Ties go to the lowest entry index.
+    pub(crate) fn assign_chunk(
+        &self,
+        pts: &[f32],
+        wts: Option<&[f32]>,
+        codes: &mut [u8],
+        dists: &mut [f32],
+    ) {
         match self.d {
-            1 => assign_soa::<1>(&self.blocks, pts, codes, dists),
-            2 => assign_soa::<2>(&self.blocks, pts, codes, dists),
-            3 => assign_soa::<3>(&self.blocks, pts, codes, dists),
-            4 => assign_soa::<4>(&self.blocks, pts, codes, dists),
-            5 => assign_soa::<5>(&self.blocks, pts, codes, dists),
-            6 => assign_soa::<6>(&self.blocks, pts, codes, dists),
-            8 => assign_soa::<8>(&self.blocks, pts, codes, dists),
-            16 => assign_soa::<16>(&self.blocks, pts, codes, dists),
-            _ => {
-                for ((x, c), dd) in pts.chunks_exact(self.d).zip(codes).zip(dists) {
+            1 => assign_soa::<1>(&self.blocks, pts, wts, codes, dists),
+            2 => assign_soa::<2>(&self.blocks, pts, wts, codes, dists),
+            3 => assign_soa::<3>(&self.blocks, pts, wts, codes, dists),
+            4 => assign_soa::<4>(&self.blocks, pts, wts, codes, dists),
+            5 => assign_soa::<5>(&self.blocks, pts, wts, codes, dists),
+            6 => assign_soa::<6>(&self.blocks, pts, wts, codes, dists),
+            8 => assign_soa::<8>(&self.blocks, pts, wts, codes, dists),
+            16 => assign_soa::<16>(&self.blocks, pts, wts, codes, dists),
+            d => {
+                for (i, (x, (c, dd))) in pts
+                    .chunks_exact(d)
+                    .zip(codes.iter_mut().zip(dists))
+                    .enumerate()
+                {
+                    let w = wts.map(|w| &w[i * d..i * d + d]);
                     let mut best = f32::INFINITY;
                     let mut bi = 0usize;
-                    for (e, ce) in self.aos.chunks_exact(self.d).take(self.k).enumerate() {
-                        let dist = sqdist(x, ce);
+                    for (e, ce) in self.aos.chunks_exact(d).take(self.k).enumerate() {
+                        let dist = match w {
+                            None => sqdist(x, ce),
+                            Some(w) => x
+                                .iter()
+                                .zip(w)
+                                .zip(ce)
+                                .map(|((&xv, &wv), &cv)| wv * (xv - cv) * (xv - cv))
+                                .sum(),
+                        };
                         if dist < best {
                             best = dist;
                             bi = e;
@@ -182,12 +202,22 @@ impl Searcher {
 fn assign_soa<const D: usize>(
     blocks: &[[f32; 8]],
     pts: &[f32],
+    wts: Option<&[f32]>,
     codes: &mut [u8],
     dists: &mut [f32],
 ) {
-    for ((x, c), dd) in pts.chunks_exact(D).zip(codes).zip(dists) {
+    for (i, (x, (c, dd))) in pts
+        .chunks_exact(D)
+        .zip(codes.iter_mut().zip(dists))
+        .enumerate()
+    {
         let mut xv = [0f32; D];
         xv.copy_from_slice(x);
+        // Unit weights change nothing: (1 * t) * t == t * t exactly.
+        let mut wv = [1f32; D];
+        if let Some(w) = wts {
+            wv.copy_from_slice(&w[i * D..i * D + D]);
+        }
         let mut best = [f32::INFINITY; 8];
         let mut bi = [0u32; 8];
         for (b, blk) in blocks.chunks_exact(D).enumerate() {
@@ -196,7 +226,7 @@ fn assign_soa<const D: usize>(
                 let cj = &blk[j];
                 for l in 0..8 {
                     let t = xv[j] - cj[l];
-                    dist[l] += t * t;
+                    dist[l] += wv[j] * t * t;
                 }
             }
             // Branch-free select with bit masks, so this vectorises too.
@@ -222,60 +252,102 @@ fn assign_soa<const D: usize>(
 /// Assigns every point of `points` (width `d`) to its nearest entry, in
 /// parallel; output is independent of the thread count.
 pub(crate) fn assign(s: &Searcher, points: &[f32], codes: &mut [u8], dists: &mut [f32]) {
-    let d = s.d;
-    points
-        .par_chunks(ASSIGN_CHUNK * d)
-        .zip(codes.par_chunks_mut(ASSIGN_CHUNK))
-        .zip(dists.par_chunks_mut(ASSIGN_CHUNK))
-        .for_each(|((p, c), dd)| s.assign_chunk(p, c, dd));
+    assign_by(s, points, None, codes, dists)
 }
 
-/// Per-entry sums (f64) and counts of the points assigned to each entry,
-/// reduced in a fixed chunk order.
-fn sums(points: &[f32], d: usize, k: usize, codes: &[u8]) -> (Vec<f64>, Vec<u64>) {
-    let partials: Vec<(Vec<f64>, Vec<u64>)> = points
+/// [`assign`], under the distance weighted per coordinate by `weights`
+/// (one per value of `points`) when given.
+fn assign_by(
+    s: &Searcher,
+    points: &[f32],
+    weights: Option<&[f32]>,
+    codes: &mut [u8],
+    dists: &mut [f32],
+) {
+    let d = s.d;
+    let chunks = points
+        .par_chunks(ASSIGN_CHUNK * d)
+        .zip(codes.par_chunks_mut(ASSIGN_CHUNK))
+        .zip(dists.par_chunks_mut(ASSIGN_CHUNK));
+    match weights {
+        None => chunks.for_each(|((p, c), dd)| s.assign_chunk(p, None, c, dd)),
+        Some(w) => chunks
+            .zip(w.par_chunks(ASSIGN_CHUNK * d))
+            .for_each(|(((p, c), dd), w)| s.assign_chunk(p, Some(w), c, dd)),
+    }
+}
+
+/// Per-entry weighted sums, weight totals per coordinate (f64; every
+/// weight 1 without `weights`) and counts of the points assigned to each
+/// entry, reduced in a fixed chunk order.
+fn sums(
+    points: &[f32],
+    weights: Option<&[f32]>,
+    d: usize,
+    k: usize,
+    codes: &[u8],
+) -> (Vec<f64>, Vec<f64>, Vec<u64>) {
+    let partials: Vec<(Vec<f64>, Vec<f64>, Vec<u64>)> = points
         .par_chunks(SUM_CHUNK * d)
         .zip(codes.par_chunks(SUM_CHUNK))
-        .map(|(p, c)| {
+        .enumerate()
+        .map(|(chunk, (p, c))| {
             let mut s = vec![0f64; k * d];
+            let mut ws = vec![0f64; k * d];
             let mut n = vec![0u64; k];
-            for (x, &e) in p.chunks_exact(d).zip(c) {
+            let w = weights.map(|w| &w[chunk * SUM_CHUNK * d..chunk * SUM_CHUNK * d + p.len()]);
+            for (i, (x, &e)) in p.chunks_exact(d).zip(c).enumerate() {
                 let e = e as usize;
                 n[e] += 1;
-                for (a, &v) in s[e * d..e * d + d].iter_mut().zip(x) {
-                    *a += v as f64;
+                let wi = w.map(|w| &w[i * d..i * d + d]);
+                for (j, &v) in x.iter().enumerate() {
+                    let wv = wi.map_or(1.0, |w| f64::from(w[j]));
+                    s[e * d + j] += wv * v as f64;
+                    ws[e * d + j] += wv;
                 }
             }
-            (s, n)
+            (s, ws, n)
         })
         .collect();
     let mut s = vec![0f64; k * d];
+    let mut ws = vec![0f64; k * d];
     let mut n = vec![0u64; k];
-    for (ps, pn) in partials {
+    for (ps, pw, pn) in partials {
         for (a, b) in s.iter_mut().zip(&ps) {
+            *a += b;
+        }
+        for (a, b) in ws.iter_mut().zip(&pw) {
             *a += b;
         }
         for (a, b) in n.iter_mut().zip(&pn) {
             *a += b;
         }
     }
-    (s, n)
+    (s, ws, n)
 }
 
-/// Replaces every non-empty entry by the mean of its points. Returns the
-/// indices of empty entries.
-fn update(centroids: &mut [f32], points: &[f32], d: usize, codes: &[u8]) -> Vec<usize> {
+/// Replaces every non-empty entry by the (weighted) mean of its points;
+/// a coordinate of zero total weight keeps its value. Returns the indices
+/// of empty entries.
+fn update(
+    centroids: &mut [f32],
+    points: &[f32],
+    weights: Option<&[f32]>,
+    d: usize,
+    codes: &[u8],
+) -> Vec<usize> {
     let k = centroids.len() / d;
-    let (s, n) = sums(points, d, k, codes);
+    let (s, ws, n) = sums(points, weights, d, k, codes);
     let mut empty = Vec::new();
     for e in 0..k {
         if n[e] == 0 {
             empty.push(e);
             continue;
         }
-        let inv = n[e] as f64;
         for j in 0..d {
-            centroids[e * d + j] = (s[e * d + j] / inv) as f32;
+            if ws[e * d + j] > 0.0 {
+                centroids[e * d + j] = (s[e * d + j] / ws[e * d + j]) as f32;
+            }
         }
     }
     empty
@@ -295,11 +367,10 @@ fn reseed(centroids: &mut [f32], empty: &[usize], points: &[f32], d: usize, dist
     }
 }
 
-/// A deterministic uniform sample of `m` of the `n` points (Knuth's
-/// selection sampling: one pass, indices in increasing order).
-fn sample(points: &[f32], d: usize, m: usize, rng: &mut SplitMix64) -> Vec<f32> {
-    let n = points.len() / d;
-    let mut out = Vec::with_capacity(m * d);
+/// A deterministic uniform sample of `m` of `n` indices (Knuth's
+/// selection sampling: one pass, in increasing order).
+fn sample(n: usize, m: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let mut out = Vec::with_capacity(m);
     let mut need = m;
     for i in 0..n {
         if need == 0 {
@@ -307,11 +378,19 @@ fn sample(points: &[f32], d: usize, m: usize, rng: &mut SplitMix64) -> Vec<f32> 
         }
         let left = n - i;
         if rng.below(left) < need {
-            out.extend_from_slice(&points[i * d..i * d + d]);
+            out.push(i);
             need -= 1;
         }
     }
     out
+}
+
+/// The points (of width `d`) at `idx`, in that order.
+fn take(points: &[f32], d: usize, idx: &[usize]) -> Vec<f32> {
+    idx.iter()
+        .flat_map(|&i| &points[i * d..i * d + d])
+        .copied()
+        .collect()
 }
 
 /// One point in this many of a training sample is reserved for the points
@@ -321,9 +400,9 @@ fn sample(points: &[f32], d: usize, m: usize, rng: &mut SplitMix64) -> Vec<f32> 
 /// dominates the layer's output error.
 const TAIL_SHARE: usize = 64;
 
-/// Appends the `t` points of `points` with the largest squared norm (ties:
-/// lower index first) to `out`, in index order.
-fn append_largest(out: &mut Vec<f32>, points: &[f32], d: usize, t: usize) {
+/// Appends the indices of the `t` points of `points` with the largest
+/// squared norm (ties: lower index first) to `out`, in index order.
+fn append_largest(out: &mut Vec<usize>, points: &[f32], d: usize, t: usize) {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     if t == 0 {
@@ -348,9 +427,7 @@ fn append_largest(out: &mut Vec<f32>, points: &[f32], d: usize, t: usize) {
     }
     let mut idx: Vec<usize> = heap.into_iter().map(|Reverse((_, Reverse(i)))| i).collect();
     idx.sort_unstable();
-    for i in idx {
-        out.extend_from_slice(&points[i * d..i * d + d]);
-    }
+    out.extend(idx);
 }
 
 /// k-means++ seeding. Stops early (fewer entries) when every point already
@@ -411,7 +488,7 @@ pub(crate) fn refit(
     codes: &mut [u8],
     round: &dyn Fn(&mut [f32]) -> Result<(), CodecError>,
 ) -> Result<(), CodecError> {
-    update(centroids, points, d, codes);
+    update(centroids, points, None, d, codes);
     round(centroids)?;
     let mut dists = vec![0f32; codes.len()];
     assign(&Searcher::new(centroids, d), points, codes, &mut dists);
@@ -422,8 +499,11 @@ pub(crate) fn refit(
 /// it with `round` (the stored element type), and assigns every point to
 /// the rounded palette. Returns the rounded entries (`k' * d`, `k' <= k`)
 /// and one code per point. With no points the palette is one zero entry.
+/// With `weights` (one per value of `points`), distances and entry means
+/// are weighted per coordinate (k-means++ seeding stays unweighted).
 pub(crate) fn quantise(
     points: &[f32],
+    weights: Option<&[f32]>,
     d: usize,
     k: usize,
     params: &KmeansParams,
@@ -436,14 +516,14 @@ pub(crate) fn quantise(
     let mut rng = SplitMix64::new(params.seed);
     let m = params.sample.max(k).min(n);
     let owned;
-    let train: &[f32] = if m < n {
+    let (train, train_w): (&[f32], Option<&[f32]>) = if m < n {
         let tail = m / TAIL_SHARE;
-        let mut v = sample(points, d, m - tail, &mut rng);
-        append_largest(&mut v, points, d, tail);
-        owned = v;
-        &owned
+        let mut idx = sample(n, m - tail, &mut rng);
+        append_largest(&mut idx, points, d, tail);
+        owned = (take(points, d, &idx), weights.map(|w| take(w, d, &idx)));
+        (&owned.0, owned.1.as_deref())
     } else {
-        points
+        (points, weights)
     };
     let nt = train.len() / d;
     let mut cent = seed(train, d, k, &mut rng);
@@ -451,22 +531,32 @@ pub(crate) fn quantise(
     let mut prev = vec![0u8; nt];
     let mut dists = vec![0f32; nt];
     for it in 0..params.iters {
-        assign(&Searcher::new(&cent, d), train, &mut codes, &mut dists);
+        assign_by(
+            &Searcher::new(&cent, d),
+            train,
+            train_w,
+            &mut codes,
+            &mut dists,
+        );
         if it > 0 && codes == prev {
             break;
         }
-        let empty = update(&mut cent, train, d, &codes);
+        let empty = update(&mut cent, train, train_w, d, &codes);
         reseed(&mut cent, &empty, train, d, &dists);
         std::mem::swap(&mut codes, &mut prev);
     }
     round(&mut cent)?;
     let mut codes = vec![0u8; n];
     let mut dists = vec![0f32; n];
-    assign(&Searcher::new(&cent, d), points, &mut codes, &mut dists);
-    for _ in 0..params.refine {
-        update(&mut cent, points, d, &codes);
-        round(&mut cent)?;
-        assign(&Searcher::new(&cent, d), points, &mut codes, &mut dists);
+    // Assign every point; each refinement pass first moves the entries to
+    // the means of their points.
+    for pass in 0..=params.refine {
+        if pass > 0 {
+            update(&mut cent, points, weights, d, &codes);
+            round(&mut cent)?;
+        }
+        let s = Searcher::new(&cent, d);
+        assign_by(&s, points, weights, &mut codes, &mut dists);
     }
     Ok((cent, codes))
 }
@@ -533,10 +623,14 @@ mod tests {
     #[test]
     fn append_largest_takes_the_largest_norms_in_index_order() {
         let pts = [0.1f32, 0.0, 5.0, 0.0, 0.2, 0.1, -6.0, 1.0, 5.0, 0.0];
-        let mut out = vec![9.0f32, 9.0];
+        let mut out = vec![9];
         append_largest(&mut out, &pts, 2, 3);
         // norms: 0.01, 25, 0.05, 37, 25 -> indices 1, 3, 4
-        assert_eq!(out, vec![9.0, 9.0, 5.0, 0.0, -6.0, 1.0, 5.0, 0.0]);
+        assert_eq!(out, vec![9, 1, 3, 4]);
+        assert_eq!(
+            take(&pts, 2, &out[1..]),
+            vec![5.0, 0.0, -6.0, 1.0, 5.0, 0.0]
+        );
         let mut none = Vec::new();
         append_largest(&mut none, &pts, 2, 0);
         assert!(none.is_empty());
@@ -555,7 +649,7 @@ mod tests {
             sample: 4096,
             ..KmeansParams::default()
         };
-        let (cent, codes) = quantise(&pts, 1, 16, &params, &ok_round).unwrap();
+        let (cent, codes) = quantise(&pts, None, 1, 16, &params, &ok_round).unwrap();
         for i in 0..20 {
             let got = cent[codes[i * 9_973] as usize];
             assert!((got - 20.0).abs() < 0.5, "outlier decodes as {got}");
@@ -566,7 +660,8 @@ mod tests {
     fn fewer_distinct_points_than_k_shrinks_k_and_is_exact() {
         let distinct = [[1.0f32, 2.0], [-1.0, 0.5], [3.0, -2.0]];
         let pts: Vec<f32> = (0..100).flat_map(|i| distinct[i % 3]).collect();
-        let (cent, codes) = quantise(&pts, 2, 16, &KmeansParams::default(), &ok_round).unwrap();
+        let (cent, codes) =
+            quantise(&pts, None, 2, 16, &KmeansParams::default(), &ok_round).unwrap();
         assert_eq!(cent.len(), 3 * 2);
         for (i, &c) in codes.iter().enumerate() {
             assert_eq!(&cent[c as usize * 2..c as usize * 2 + 2], &distinct[i % 3]);
@@ -583,7 +678,7 @@ mod tests {
         let mut dists = vec![0f32; 6];
         assign(&Searcher::new(&cent, 1), &pts, &mut codes, &mut dists);
         assert_eq!(codes, [0, 0, 0, 1, 1, 1]);
-        let empty = update(&mut cent, &pts, 1, &codes);
+        let empty = update(&mut cent, &pts, None, 1, &codes);
         assert_eq!(empty, vec![2]);
         reseed(&mut cent, &empty, &pts, 1, &dists);
         assert_eq!(cent[2], 9.0);
@@ -597,8 +692,8 @@ mod tests {
     #[test]
     fn sampling_is_uniform_enough_and_deterministic() {
         let pts: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
-        let a = sample(&pts, 1, 1000, &mut SplitMix64::new(1));
-        let b = sample(&pts, 1, 1000, &mut SplitMix64::new(1));
+        let a = take(&pts, 1, &sample(pts.len(), 1000, &mut SplitMix64::new(1)));
+        let b = take(&pts, 1, &sample(pts.len(), 1000, &mut SplitMix64::new(1)));
         assert_eq!(a, b);
         assert_eq!(a.len(), 1000);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
@@ -619,7 +714,8 @@ mod tests {
                 ]
             })
             .collect();
-        let (cent, codes) = quantise(&pts, 2, 4, &KmeansParams::default(), &ok_round).unwrap();
+        let (cent, codes) =
+            quantise(&pts, None, 2, 4, &KmeansParams::default(), &ok_round).unwrap();
         for (i, &c) in codes.iter().enumerate() {
             let e = &cent[c as usize * 2..c as usize * 2 + 2];
             let want = centres[i % 4];

@@ -26,7 +26,9 @@ use hhtld_format::encode::stage_row_bytes;
 use hhtld_format::limits::{MAX_PALETTE_D, MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 pub use hhtld_format::ElemType;
 
-pub use encode::{encode_group, fit_group, reconstruct, sample_rows, GroupDecoder, GroupFit};
+pub use encode::{
+    encode_group, fit_group, fit_group_weighted, reconstruct, sample_rows, GroupDecoder, GroupFit,
+};
 pub use error::CodecError;
 pub use gptq::Feedback;
 pub use hhtld_format::quality::{
