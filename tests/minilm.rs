@@ -54,11 +54,12 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
     assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
     let enc_ratio = s["encoded_ratio"].as_f64().unwrap();
     let file_ratio = s["file_ratio"].as_f64().unwrap();
-    // Per-role allocation (issue 9): measured 3.33 / 3.29. The whole file
-    // also holds the model's config and tokenizer (0.47 MB of metadata,
-    // issue 8) when the fetch script extracted them: about 3.18 then.
-    assert!(enc_ratio >= 3.25, "encoded tensors at {enc_ratio:.3}:1");
-    assert!(file_ratio >= 3.1, "whole file at {file_ratio:.3}:1");
+    // Per-role allocation (issue 9): measured 3.73 / 3.69 on the weights
+    // alone. The whole file also holds the model's config and tokenizer
+    // (0.47 MB of metadata, issue 8) when the fetch script extracted them:
+    // 3.55 then.
+    assert!(enc_ratio >= 3.65, "encoded tensors at {enc_ratio:.3}:1");
+    assert!(file_ratio >= 3.45, "whole file at {file_ratio:.3}:1");
 
     // inspect shows the stored quality without the original, and agrees on
     // the size accounting with the encoder.
