@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 
+use hhtld_eval::record::EvalRecord;
 use hhtld_format::report::{quality_json, SizeReport};
 use hhtld_format::MODEL_FILE_PREFIX;
 use hhtld_reader::Hhtld;
@@ -137,7 +138,7 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
         .map(|(k, v)| json!({"key": k, "bytes": v.len()}))
         .collect();
     let enc = size.encoded();
-    json!({
+    let mut out = json!({
         "version": format!("{}.{}", layout.version.0, layout.version.1),
         "file_len": layout.file_len,
         "sections": sections,
@@ -172,7 +173,23 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
                 "worst": quality_json(&r.worst),
             })).collect::<Vec<_>>(),
         },
-    })
+    });
+    // Figures `encode --eval` stored; present only in files that have them
+    // (so the conformance vectors' JSON is unchanged).
+    match EvalRecord::from_entries(view.metadata()) {
+        Ok(Some(r)) => out["eval"] = eval_json(&r),
+        Ok(None) => {}
+        Err(e) => out["eval"] = json!({"error": e.to_string()}),
+    }
+    out
+}
+
+/// Stored evaluation figures as JSON: the [`hhtld_eval::Metrics`] fields
+/// and the text's SHA-256.
+pub fn eval_json(r: &EvalRecord) -> Value {
+    let mut v = serde_json::to_value(r.metrics).unwrap_or_default();
+    v["text_sha256"] = json!(r.text_sha256);
+    v
 }
 
 fn s(v: &Value) -> String {
@@ -225,6 +242,23 @@ pub fn render_text(j: &Value, show: Show) -> String {
         r(&t["ratio"]),
         n(&t["bf16_bytes"])
     );
+    let e = &j["eval"];
+    if let Some(err) = e["error"].as_str() {
+        outln!(out, "  model quality (encode --eval): unreadable: {err}");
+    } else if !e.is_null() {
+        let f = |k: &str| e[k].as_f64().map_or("-".into(), |v| format!("{v:.5}"));
+        outln!(
+            out,
+            "  model quality (encode --eval, {} sentences, text sha256 {}): cosine to original mean {}, p1 {}, min {}; top-10 overlap {}; Spearman {}",
+            n(&e["sentences"]),
+            s(&e["text_sha256"]).get(..12).unwrap_or("-"),
+            f("cos_mean"),
+            f("cos_p1"),
+            f("cos_min"),
+            f("top10_overlap"),
+            f("spearman")
+        );
+    }
     outln!(out, "\nregimes:");
     outln!(
         out,

@@ -72,13 +72,19 @@ enum Command {
         max_expansion: Option<u64>,
     },
     /// Check every CRC; with --against, recompute every quality gate from
-    /// the original weights.
+    /// the original weights, and the model-level figures `encode --eval`
+    /// stored (by running both models).
     Verify {
         /// The .hhtld file.
         file: PathBuf,
         /// The original .safetensors (or .index.json) to measure against.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// The evaluation text the file's stored figures (encode --eval)
+        /// were measured on, when it is not the built-in one; its SHA-256
+        /// must match theirs.
+        #[arg(long, value_name = "FILE", requires = "against")]
+        text: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -226,8 +232,9 @@ fn real_main() -> ExitCode {
         Command::Verify {
             file,
             against,
+            text,
             json,
-        } => verify::run(&file, against.as_deref(), json),
+        } => verify::run(&file, against.as_deref(), text.as_deref(), json),
         Command::Eval {
             original,
             encoded,

@@ -577,3 +577,75 @@ fn calibration_stats_are_loaded_checked_against_the_model_and_recorded() {
     );
     assert!(!Path::new(&other).exists());
 }
+
+#[test]
+fn without_a_model_eval_can_run_encode_says_so_and_encodes_weight_only() {
+    let dir = Dir::new();
+    let input = odd_model(&dir);
+    let out = dir.s("out.hhtld");
+    let json_of = |extra: &[&str]| {
+        let o = hhtld(&[&["encode", &input, "-o", &out, "--json"], extra].concat());
+        assert_ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (stdout_json(&o), err)
+    };
+    // No config.json beside the input.
+    let (j, err) = json_of(&[]);
+    assert_eq!(j["calibration"], Value::Null);
+    let reason = j["calibration_skipped"].as_str().unwrap();
+    assert!(reason.contains("config.json"), "{reason}");
+    assert!(
+        err.contains("not calibrating") && err.contains("weights alone"),
+        "{err}"
+    );
+    let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
+    assert!(ins["metadata"].get("calibration.text_sha256").is_none());
+    let (j, _) = json_of(&["--no-calibrate"]);
+    assert_eq!(j["calibration_skipped"], "--no-calibrate");
+
+    // An architecture eval does not run.
+    std::fs::write(dir.path("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    std::fs::write(dir.path("tokenizer.json"), "{}").unwrap();
+    let (j, _) = json_of(&[]);
+    let reason = j["calibration_skipped"].as_str().unwrap();
+    assert!(
+        reason.contains("unknown architecture \"llama\""),
+        "{reason}"
+    );
+
+    // Asked for explicitly, it is an error, and nothing is written.
+    let text = dir.path("calib.txt");
+    std::fs::write(&text, "One sentence.\nAnother one.\n").unwrap();
+    let fresh = dir.s("fresh.hhtld");
+    for extra in [
+        &["--calibrate", text.to_str().unwrap()][..],
+        &["--save-calibration", &dir.s("stats.safetensors")],
+        &["--eval"],
+    ] {
+        let o = hhtld(&[&["encode", &input, "-o", &fresh], extra].concat());
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("llama"), "{extra:?}: {err}");
+        assert!(!Path::new(&fresh).exists(), "{extra:?}");
+    }
+    // No temporary file was left behind either.
+    let names: Vec<String> = std::fs::read_dir(dir.0.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    // A calibration text that is evaluation text is refused.
+    let eval_line = hhtld_eval::sentences(hhtld_eval::DEFAULT_TEXT)[3].clone();
+    std::fs::write(&text, format!("Fine.\n{eval_line}\n")).unwrap();
+    let o = hhtld(&[
+        "encode",
+        &input,
+        "-o",
+        &fresh,
+        "--calibrate",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shares 1 sentence"));
+}

@@ -215,3 +215,184 @@ fn near_lossless_profile_is_about_two_to_one_and_meets_every_gate() {
         }
     }
 }
+
+/// The first `n` lines of a shipped text, written to `dir/name`.
+fn head(dir: &tempfile::TempDir, text: &str, n: usize, name: &str) -> String {
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    let path = tmp(dir, name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn calibrated_encode_with_eval_stores_checks_and_gates_the_model_figures() {
+    use hhtld_writer::calibration::Calibration;
+    let dir = tempfile::tempdir().unwrap();
+    // Subsets keep the run short; the built-in texts are the defaults.
+    let calib = head(&dir, hhtld_eval::CALIBRATION_TEXT, 150, "calib.txt");
+    let eval = head(&dir, hhtld_eval::DEFAULT_TEXT, 100, "eval.txt");
+    let eval_arg = format!("--eval={eval}");
+    let (out, stats) = (tmp(&dir, "a.hhtld"), tmp(&dir, "stats.safetensors"));
+    let enc = hhtld(&[
+        "encode",
+        model(),
+        "-o",
+        &out,
+        "--calibrate",
+        &calib,
+        "--save-calibration",
+        &stats,
+        &eval_arg,
+        "--require-gates",
+        "--json",
+    ]);
+    assert_ok(&enc);
+    let j = stdout_json(&enc);
+    let c = &j["calibration"];
+    assert_eq!(
+        (c["from"].as_str(), c["sentences"].as_u64()),
+        (Some("text"), Some(150))
+    );
+    assert_eq!(
+        c["weights"], 36,
+        "q/k/v, attention output, FFN in and out of 6 layers"
+    );
+    assert!(c["tokens"].as_u64().unwrap() > 150 * 5 && c["seconds"].as_f64().unwrap() > 0.0);
+    let e = &j["eval"];
+    assert_eq!(
+        (e["sentences"].as_u64(), e["passed"].as_bool()),
+        (Some(100), Some(true))
+    );
+    assert!(e["cos_mean"].as_f64().unwrap() >= 0.99, "{e}");
+
+    // The file carries both; inspect shows them.
+    let ins = stdout_json(&hhtld(&["inspect", "--json", "--verify", &out]));
+    let meta = &ins["metadata"];
+    assert_eq!(meta["calibration.sentences"], "150");
+    assert_eq!(meta["calibration.text_sha256"], c["text_sha256"]);
+    assert_eq!(meta["eval.sentences"], "100");
+    for k in [
+        "text_sha256",
+        "cos_mean",
+        "cos_p1",
+        "cos_min",
+        "top10_overlap",
+        "spearman",
+    ] {
+        assert_eq!(ins["eval"][k], e[k], "{k}");
+    }
+    let text = String::from_utf8(hhtld(&["inspect", &out]).stdout).unwrap();
+    assert!(
+        text.contains("model quality (encode --eval, 100 sentences"),
+        "{text}"
+    );
+    // The independent checker of the spec reads the amended file.
+    let python = std::env::var("HHTLD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let check = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys; sys.path.insert(0, sys.argv[1]); import check_vectors as c; \
+              f = c.parse(open(sys.argv[2], 'rb').read()); assert all(c.verify(f))",
+        )
+        .args([root().join("spec").to_str().unwrap(), &out])
+        .output()
+        .unwrap();
+    assert_ok(&check);
+
+    // The statistics agree with the independent numpy forward pass.
+    let theirs = tmp(&dir, "numpy.safetensors");
+    let tokenizer = common::model().parent().unwrap().join("tokenizer.json");
+    let py = Command::new(&python)
+        .arg(root().join("scripts/calibration_stats.py"))
+        .args([model(), "-o", &theirs, "--text", &calib, "--tokenizer"])
+        .arg(&tokenizer)
+        .output()
+        .unwrap();
+    assert_ok(&py);
+    let (ours, theirs) = (
+        Calibration::load(stats.as_ref()).unwrap(),
+        Calibration::load(theirs.as_ref()).unwrap(),
+    );
+    assert_eq!(ours.source(), theirs.source());
+    assert_eq!(
+        ours.names().collect::<Vec<_>>(),
+        theirs.names().collect::<Vec<_>>()
+    );
+    for name in ours.names() {
+        let (a, b) = (ours.get(name).unwrap(), theirs.get(name).unwrap());
+        let scale = b.importance().iter().fold(0f32, |m, v| m.max(*v));
+        let worst = a
+            .gram()
+            .iter()
+            .zip(b.gram())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4 * scale, "{name}: {worst} of {scale}");
+    }
+
+    // verify --against recomputes the figures on the named text ...
+    let v = hhtld(&[
+        "verify",
+        &out,
+        "--against",
+        model(),
+        "--text",
+        &eval,
+        "--json",
+    ]);
+    assert_ok(&v);
+    let vj = stdout_json(&v);
+    assert_eq!(
+        (vj["eval"]["ok"].as_bool(), vj["failed"].as_u64()),
+        (Some(true), Some(0))
+    );
+    // ... refuses to guess another text ...
+    let other = hhtld(&["verify", &out, "--against", model()]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--text"));
+    // ... and catches a tampered figure (CRCs recomputed: only the value lies).
+    let forged = tmp(&dir, "forged.hhtld");
+    hhtld_writer::amend::amend_metadata(
+        out.as_ref(),
+        forged.as_ref(),
+        &[("eval.cos_mean".into(), "0.999999".into())],
+    )
+    .unwrap();
+    let v = hhtld(&["verify", &forged, "--against", model(), "--text", &eval]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("eval.cos_mean: stored 0.999999"));
+
+    // Weight-only compact misses its model target: exit 1, file written.
+    let weak = tmp(&dir, "weak.hhtld");
+    let o = hhtld(&[
+        "encode",
+        model(),
+        "-o",
+        &weak,
+        "--profile",
+        "compact",
+        "--no-calibrate",
+        &eval_arg,
+        "--require-gates",
+        "--json",
+    ]);
+    let w = stdout_json(&o);
+    assert_eq!(
+        (&w["calibration"], &w["calibration_skipped"]),
+        (&Value::Null, &"--no-calibrate".into())
+    );
+    let (mean, p1) = (
+        w["eval"]["cos_mean"].as_f64().unwrap(),
+        w["eval"]["cos_p1"].as_f64().unwrap(),
+    );
+    assert!(
+        mean < 0.95 || p1 < 0.92,
+        "compact without calibration now meets its target: {w}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(w["eval"]["passed"], false);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MISSED MODEL GATE"));
+    let wins = stdout_json(&hhtld(&["inspect", "--json", &weak]));
+    assert!(wins["metadata"].get("calibration.sentences").is_none());
+    assert_eq!(wins["eval"]["cos_mean"], w["eval"]["cos_mean"]);
+}

@@ -10,11 +10,15 @@
 //!   implemented for candle-transformers' `BertModel`; a tool that needs
 //!   activations implements it with its own instrumented forward;
 //! - [`Embedder`]: tokenise, batch, run an [`Encoder`], pool, normalise;
-//! - [`metrics::compare`]: the figures.
+//! - [`metrics::compare`]: the figures;
+//! - [`calibrate`]: an instrumented BERT forward that measures, for every
+//!   linear layer, the Gram matrix of its input (encode's calibration).
 
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod metrics;
+pub mod record;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +35,21 @@ pub use metrics::{compare, Metrics};
 /// The default evaluation text: 600 sentences from the CPython Language
 /// Reference (PSF licence; see `data/text/README.md`).
 pub const DEFAULT_TEXT: &str = include_str!("../../data/text/eval.txt");
+
+/// The default calibration text: 1000 sentences from CPython's
+/// standard-library docstrings, disjoint from [`DEFAULT_TEXT`] (see
+/// `data/text/README.md`).
+pub const CALIBRATION_TEXT: &str = include_str!("../../data/text/calib.txt");
+
+/// SHA-256 of `text`'s UTF-8 bytes, lower-case hex: how stored figures
+/// name the text they were measured on.
+pub fn text_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Metadata key of the model's `config.json` (spec §5).
 pub const KEY_CONFIG: &str = "file.config.json";
@@ -101,6 +120,18 @@ pub enum EvalError {
     /// Bad input text.
     #[error("text: {0}")]
     Text(String),
+    /// Calibration text that is also evaluation text: the figures would
+    /// report on text the encoder was tuned on.
+    #[error(
+        "the calibration text shares {shared} sentence(s) with the evaluation text, e.g. {example:?}; \
+         calibrate on other text (data/text/calib.txt is the default)"
+    )]
+    SharedText {
+        /// How many calibration sentences are evaluation sentences.
+        shared: usize,
+        /// The first of them.
+        example: String,
+    },
 }
 
 /// Result with [`EvalError`].
@@ -443,19 +474,8 @@ impl<E: Encoder> Embedder<'_, E> {
     /// One embedding per sentence, in input order. Sentences are batched in
     /// order of token count so padding stays small.
     pub fn embed(&self, sentences: &[String]) -> Result<Vec<Vec<f32>>> {
-        let tok = &self.files.tokenizer;
-        // Token counts for ordering (single encodes: cheap next to the model).
-        let mut lens = Vec::with_capacity(sentences.len());
-        for s in sentences {
-            let e = tok
-                .encode(s.as_str(), true)
-                .map_err(|e| EvalError::Tokenizer(e.to_string()))?;
-            lens.push(e.get_attention_mask().iter().filter(|&&m| m != 0).count());
-        }
-        let mut order: Vec<usize> = (0..sentences.len()).collect();
-        order.sort_by_key(|&i| (lens[i], i));
         let mut out = vec![Vec::new(); sentences.len()];
-        for chunk in order.chunks(self.batch.max(1)) {
+        for chunk in length_batches(&self.files.tokenizer, sentences, self.batch)? {
             let batch: Vec<&str> = chunk.iter().map(|&i| sentences[i].as_str()).collect();
             let emb = self.embed_batch(&batch)?;
             for (&i, e) in chunk.iter().zip(emb) {
@@ -467,21 +487,11 @@ impl<E: Encoder> Embedder<'_, E> {
 
     /// Embeds one batch (padded to its longest sentence).
     pub fn embed_batch(&self, batch: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let enc = self
-            .files
-            .tokenizer
-            .encode_batch(batch.to_vec(), true)
-            .map_err(|e| EvalError::Tokenizer(e.to_string()))?;
-        let dev = Device::Cpu;
-        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> Result<Tensor> {
-            let v: Vec<Vec<u32>> = enc.iter().map(f).collect();
-            Ok(Tensor::new(v, &dev)?)
-        };
-        let ids = rows(&|e| e.get_ids().to_vec())?;
-        let type_ids = rows(&|e| e.get_type_ids().to_vec())?;
-        let mask = rows(&|e| e.get_attention_mask().to_vec())?;
-        let hidden = self.encoder.forward(&ids, &type_ids, &mask)?;
-        let pooled = pool(&hidden, &mask, self.files.pooling)?;
+        let inputs = BatchInputs::new(&self.files.tokenizer, batch)?;
+        let hidden = self
+            .encoder
+            .forward(&inputs.ids, &inputs.type_ids, &inputs.mask)?;
+        let pooled = pool(&hidden, &inputs.mask, self.files.pooling)?;
         let pooled = if self.files.normalize {
             let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?;
             pooled.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)?
@@ -489,6 +499,55 @@ impl<E: Encoder> Embedder<'_, E> {
             pooled
         };
         Ok(pooled.to_dtype(DType::F32)?.to_vec2()?)
+    }
+}
+
+/// Sentence indices in batches of at most `batch`, in order of token count
+/// (ties by index) so each padded batch wastes little.
+pub fn length_batches(
+    tokenizer: &Tokenizer,
+    sentences: &[String],
+    batch: usize,
+) -> Result<Vec<Vec<usize>>> {
+    // Single encodes for the counts: cheap next to the model.
+    let mut lens = Vec::with_capacity(sentences.len());
+    for s in sentences {
+        let e = tokenizer
+            .encode(s.as_str(), true)
+            .map_err(|e| EvalError::Tokenizer(e.to_string()))?;
+        lens.push(e.get_attention_mask().iter().filter(|&&m| m != 0).count());
+    }
+    let mut order: Vec<usize> = (0..sentences.len()).collect();
+    order.sort_by_key(|&i| (lens[i], i));
+    Ok(order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect())
+}
+
+/// The `(batch, seq)` u32 model inputs of one tokenised batch, padded to
+/// its longest sentence.
+pub struct BatchInputs {
+    /// Token ids.
+    pub ids: Tensor,
+    /// Token type ids.
+    pub type_ids: Tensor,
+    /// Attention mask: 1 for a token, 0 for padding.
+    pub mask: Tensor,
+}
+
+impl BatchInputs {
+    /// Tokenises `batch` on the CPU.
+    pub fn new(tokenizer: &Tokenizer, batch: &[&str]) -> Result<BatchInputs> {
+        let enc = tokenizer
+            .encode_batch(batch.to_vec(), true)
+            .map_err(|e| EvalError::Tokenizer(e.to_string()))?;
+        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
+            let v: Vec<Vec<u32>> = enc.iter().map(|e| f(e).to_vec()).collect();
+            Ok(Tensor::new(v, &Device::Cpu)?)
+        };
+        Ok(BatchInputs {
+            ids: rows(&|e| e.get_ids())?,
+            type_ids: rows(&|e| e.get_type_ids())?,
+            mask: rows(&|e| e.get_attention_mask())?,
+        })
     }
 }
 

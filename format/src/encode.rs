@@ -154,6 +154,16 @@ pub fn push_stage_row(codes: &[u8], bits: u8, out: &mut Vec<u8>) {
     pack_stage_row(codes, bits, &mut out[start..]);
 }
 
+/// Appends one METADATA entry (spec §5): `u32 key_len`, key, `u32
+/// value_len`, value. The caller keeps keys strictly increasing and within
+/// `MAX_NAME_LEN` / `MAX_METADATA_BYTES`.
+pub fn push_metadata_entry(key: &str, value: &str, out: &mut Vec<u8>) {
+    for part in [key, value] {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
 /// Why [`widen_to_f32`] refused its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WidenError {

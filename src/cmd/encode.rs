@@ -1,20 +1,30 @@
 //! `hhtld encode`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use hhtld_eval::record::EvalRecord;
+use hhtld_eval::{
+    evaluate, sentences, text_sha256, Metrics, ModelFiles, Sources, Weights, DEFAULT_TEXT,
+};
 use hhtld_format::validate::Quality;
 use hhtld_format::Regime;
-use hhtld_writer::calibration::Calibration;
+use hhtld_reader::HhtldFile;
+use hhtld_writer::amend::amend_metadata;
 use hhtld_writer::import::{Classifier, SafetensorsModel};
 use hhtld_writer::pipeline::{encode_model, EncodeOptions, EncodeSummary, Profile, Progress};
+use hhtld_writer::report::SizeReport;
 use hhtld_writer::side_files;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
+use super::calibration;
 use crate::{Failure, Outcome};
+
+/// Sentences per evaluation forward pass (as `hhtld eval`).
+const EVAL_BATCH: usize = 32;
 
 /// `encode` arguments (the subcommand's clap definition).
 #[derive(clap::Args, Debug)]
@@ -36,7 +46,9 @@ pub struct Args {
     /// other.
     #[arg(long = "role", value_name = "NAME=ROLE")]
     pub roles: Vec<String>,
-    /// Exit with status 1 if any tensor misses its quality gate.
+    /// Exit with status 1 if any tensor misses its quality gate, or (with
+    /// `--eval`) the model's cosine to the original is below the profile's
+    /// target.
     #[arg(long)]
     pub require_gates: bool,
     /// Never fall back to a finer codec on a gate miss (default for
@@ -49,9 +61,29 @@ pub struct Args {
     pub fallback: bool,
     /// Input statistics (a safetensors file written by `--save-calibration`
     /// or any tool using the same layout) that the codecs weight their
-    /// error by.
-    #[arg(long, value_name = "FILE")]
+    /// error by, instead of calibrating.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["calibrate", "no_calibrate"])]
     pub calibration_stats: Option<PathBuf>,
+    /// Calibrate on this text (one sentence per line) instead of the
+    /// built-in data/text/calib.txt. By default encode calibrates whenever
+    /// the model is one `hhtld eval` runs (BERT) and its config.json and
+    /// tokenizer.json are beside the input; it must share no sentence with
+    /// the evaluation text.
+    #[arg(long, value_name = "TEXT", conflicts_with = "no_calibrate")]
+    pub calibrate: Option<PathBuf>,
+    /// Encode from the weights alone, without calibration.
+    #[arg(long)]
+    pub no_calibrate: bool,
+    /// Also write the calibration statistics to this file (safetensors),
+    /// for `--calibration-stats`.
+    #[arg(long, value_name = "FILE")]
+    pub save_calibration: Option<PathBuf>,
+    /// After writing, run `hhtld eval` (original against the new file) on
+    /// the built-in evaluation text, or on TEXT with `--eval=TEXT`, and
+    /// store its figures in the file's metadata (`eval.*`). With
+    /// `--require-gates`, a cosine below the profile's target exits 1.
+    #[arg(long, value_name = "TEXT", num_args = 0..=1, require_equals = true)]
+    pub eval: Option<Option<PathBuf>>,
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -87,12 +119,6 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         opts.fallback = f;
     }
     opts.classifier = Classifier::from_args(&a.roles)?;
-    if let Some(path) = &a.calibration_stats {
-        let cal = Calibration::load(path)?;
-        cal.check_model(&model)?;
-        opts.metadata.extend(cal.metadata());
-        opts.calibration = Some(Arc::new(cal));
-    }
     // Config, tokenizer and pooling beside the input go into the metadata.
     let (side, skipped) = side_files::find(&a.input);
     for s in &skipped {
@@ -106,6 +132,36 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         side.iter()
             .map(|f| (side_files::key(f.rel), f.text.clone())),
     );
+
+    // Read first: the calibration text must not share sentences with it.
+    let eval_text = match &a.eval {
+        Some(Some(p)) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Failure(format!("--eval {}: {e}", p.display())))?,
+        ),
+        Some(None) => Some(DEFAULT_TEXT.to_owned()),
+        None => None,
+    };
+    let cal = calibration::run(
+        &calibration::Request {
+            input: &a.input,
+            stats: a.calibration_stats.as_deref(),
+            text: a.calibrate.as_deref(),
+            off: a.no_calibrate,
+            eval_text: eval_text.as_deref(),
+        },
+        &model,
+    )?;
+    if let Some(path) = &a.save_calibration {
+        calibration::save(cal.calibration.as_ref(), path, cal.skipped.as_deref())?;
+    }
+    if let Some(reason) = &cal.skipped {
+        eprintln!("hhtld: not calibrating ({reason}); encoding from the weights alone");
+    }
+    if let Some(c) = &cal.calibration {
+        opts.metadata.extend(c.metadata());
+    }
+    opts.calibration = cal.calibration.map(Arc::new);
 
     // A bar only on a terminal: piped output stays clean.
     let bar = if std::io::stderr().is_terminal() {
@@ -124,17 +180,50 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
             bar.inc(params);
         }
     };
-    let summary = encode_model(&model, &a.output, &opts, &progress)?;
+    // With --eval the encoder writes a temporary file; the output appears
+    // only once it carries the figures.
+    let staged = match &eval_text {
+        Some(_) => Some(Staged::new(&a.output)?),
+        None => None,
+    };
+    let written = staged.as_ref().map_or(a.output.as_path(), |s| &s.path);
+    let mut summary = encode_model(&model, written, &opts, &progress)?;
     bar.finish_and_clear();
+    let encode_secs = start.elapsed().as_secs_f64();
+    let evaluated = match (&eval_text, &staged) {
+        (Some(text), Some(staged)) => {
+            let e = evaluate_into(&a, text, &staged.path)?;
+            // The figures added metadata bytes: count the final file.
+            let out = HhtldFile::open(&a.output)?;
+            summary.size = SizeReport::from_layout(out.layout(), out.bytes());
+            Some(e)
+        }
+        _ => None,
+    };
     let secs = start.elapsed().as_secs_f64();
+    let model_gate = evaluated
+        .as_ref()
+        .and_then(|e| model_gate(a.profile, &e.metrics));
 
     if a.json {
         let mut j = summary_json(&summary, secs);
+        j["encode_seconds"] = json!(encode_secs);
         j["model_files"] = json!(side.iter().map(|f| f.rel).collect::<Vec<_>>());
         j["model_files_skipped"] = json!(skipped
             .iter()
             .map(|s| json!({"path": s.path.display().to_string(), "reason": s.reason}))
             .collect::<Vec<_>>());
+        j["calibration"] = cal.json;
+        j["calibration_skipped"] = json!(cal.skipped);
+        j["eval"] = evaluated.as_ref().map_or(Value::Null, |e| {
+            let mut v = hhtld::inspect::eval_json(e);
+            v["target"] = json!(a
+                .profile
+                .cos_target()
+                .map(|(m, p)| json!({"cos_mean": m, "cos_p1": p})));
+            v["passed"] = json!(model_gate.is_none());
+            v
+        });
         crate::outln!("{:#}", j);
     } else {
         print_summary(&summary, &a, secs);
@@ -145,11 +234,92 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
                 .collect();
             crate::outln!("model files stored in metadata: {}", list.join(", "));
         }
+        if let Some(e) = &evaluated {
+            let m = &e.metrics;
+            crate::outln!(
+                "eval ({} sentences): cosine to original mean {:.5}, p1 {:.5}, min {:.5}; top-10 overlap {:.4}; Spearman {:.5} (stored in metadata)",
+                m.sentences,
+                m.cos_mean,
+                m.cos_p1,
+                m.cos_min,
+                m.top10_overlap,
+                m.spearman
+            );
+        }
     }
-    if a.require_gates && summary.gate_failures().next().is_some() {
+    if let Some(miss) = &model_gate {
+        eprintln!("hhtld: {miss}");
+    }
+    let tensor_miss = summary.gate_failures().next().is_some();
+    if a.require_gates && (tensor_miss || model_gate.is_some()) {
         return Ok(Outcome::GateMissed);
     }
     Ok(Outcome::Ok)
+}
+
+/// A temporary file beside the output, removed when dropped.
+struct Staged {
+    path: PathBuf,
+}
+
+impl Staged {
+    fn new(output: &Path) -> Result<Staged, Failure> {
+        let name = output
+            .file_name()
+            .ok_or_else(|| Failure(format!("{}: no file name", output.display())))?;
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".pre-eval-{}", std::process::id()));
+        Ok(Staged {
+            path: output.with_file_name(tmp),
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Evaluates the staged file against the original on `text`, then writes
+/// the output: the staged file with the figures in its metadata.
+fn evaluate_into(a: &Args, text: &str, staged: &Path) -> Result<EvalRecord, Failure> {
+    let sents = sentences(text);
+    if sents.is_empty() {
+        return Err(Failure("--eval: the text has no sentences".into()));
+    }
+    eprintln!("hhtld: evaluating on {} sentences ...", sents.len());
+    let original = Weights::original(&a.input)?;
+    let file = HhtldFile::open(staged)?;
+    let files = ModelFiles::find(&Sources {
+        hhtld: Some(&file),
+        dir: original.dir(),
+        ..Sources::default()
+    })
+    .map_err(|e| Failure(format!("--eval: {e}")))?;
+    let r = evaluate(&original, &Weights::Hhtld(file), &files, &sents, EVAL_BATCH)?;
+    let record = EvalRecord {
+        text_sha256: text_sha256(text),
+        metrics: r.metrics,
+    };
+    amend_metadata(staged, &a.output, &record.metadata())?;
+    Ok(record)
+}
+
+/// The model-level gate: `Some(what was missed)` when a figure is below
+/// the profile's target (or NaN).
+fn model_gate(profile: Profile, m: &Metrics) -> Option<String> {
+    let (mean, p1) = profile.cos_target()?;
+    let below = |v: f64, t: f64| v < t || v.is_nan();
+    (below(m.cos_mean, mean) || below(m.cos_p1, p1)).then(|| {
+        format!(
+            "MISSED MODEL GATE: cosine to the original mean {:.5} (target {mean}), p1 {:.5} (target {p1}) for profile {}",
+            m.cos_mean,
+            m.cos_p1,
+            profile.name()
+        )
+    })
 }
 
 /// Gate results of one regime (encode-only: a file does not record gates).

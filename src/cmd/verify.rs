@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use hhtld_eval::record::EvalRecord;
+use hhtld_eval::{evaluate, sentences, text_sha256, ModelFiles, Sources, Weights, DEFAULT_TEXT};
 use hhtld_format::quality::{row_quality, Gate, Matrix, QualityStats};
 use hhtld_format::Encoding;
 use hhtld_import::SafetensorsModel;
@@ -12,7 +14,15 @@ use serde_json::{json, Value};
 
 use crate::{Failure, Outcome};
 
-pub fn run(path: &Path, against: Option<&Path>, as_json: bool) -> Result<Outcome, Failure> {
+/// Sentences per evaluation forward pass (as `hhtld eval`).
+const EVAL_BATCH: usize = 32;
+
+pub fn run(
+    path: &Path,
+    against: Option<&Path>,
+    text: Option<&Path>,
+    as_json: bool,
+) -> Result<Outcome, Failure> {
     let file = HhtldFile::open(path)?;
     let view = file.view();
     let crc = hhtld::verify::crc_json(&view)?;
@@ -41,10 +51,27 @@ pub fn run(path: &Path, against: Option<&Path>, as_json: bool) -> Result<Outcome
         .map(|i| i.name)
         .collect();
     failed += missing.len();
+    // Model-level figures stored by `encode --eval`: recomputed from scratch.
+    let eval = match EvalRecord::from_entries(view.metadata())? {
+        Some(stored) => {
+            let e = recheck_eval(&file, orig, &stored, text)?;
+            if e["ok"] == json!(false) {
+                failed += 1;
+            }
+            Some(e)
+        }
+        None if text.is_some() => {
+            return Err(Failure(format!(
+                "--text: {} carries no evaluation figures (encode --eval) to recompute",
+                path.display()
+            )))
+        }
+        None => None,
+    };
     if as_json {
         crate::outln!(
             "{:#}",
-            json!({"crc_ok": true, "sections": sections, "tensors": lines, "missing": missing, "failed": failed})
+            json!({"crc_ok": true, "sections": sections, "tensors": lines, "missing": missing, "eval": eval, "failed": failed})
         );
     } else {
         crate::outln!("{}: {sections} sections, every CRC ok", path.display());
@@ -75,6 +102,25 @@ pub fn run(path: &Path, against: Option<&Path>, as_json: bool) -> Result<Outcome
         for m in &missing {
             crate::outln!("{m:<52} missing from the .hhtld file");
         }
+        if let Some(e) = &eval {
+            crate::outln!(
+                "model quality on {} sentences: stored figures {}",
+                e["recomputed"]["sentences"],
+                if e["ok"] == json!(true) {
+                    "recomputed within tolerance"
+                } else {
+                    "DIFFER from the recomputation"
+                }
+            );
+            for d in e["differences"].as_array().into_iter().flatten() {
+                crate::outln!(
+                    "    {}: stored {}, recomputed {}",
+                    d["key"].as_str().unwrap_or(""),
+                    d["stored"],
+                    d["recomputed"]
+                );
+            }
+        }
         crate::outln!(
             "{} tensors checked against {}: {} failed",
             lines.len(),
@@ -87,6 +133,62 @@ pub fn run(path: &Path, against: Option<&Path>, as_json: bool) -> Result<Outcome
     } else {
         Outcome::GateMissed
     })
+}
+
+/// Runs `hhtld eval` of `file` against `orig` on the text the stored
+/// figures name (the built-in evaluation text when its SHA-256 matches,
+/// else `--text`) and compares.
+fn recheck_eval(
+    file: &HhtldFile,
+    orig: &Path,
+    stored: &EvalRecord,
+    text: Option<&Path>,
+) -> Result<Value, Failure> {
+    let text = match text {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| Failure(format!("--text {}: {e}", p.display())))?;
+            if text_sha256(&t) != stored.text_sha256 {
+                return Err(Failure(format!(
+                    "--text {} has sha256 {}, but the stored figures were measured on text with sha256 {}",
+                    p.display(),
+                    text_sha256(&t),
+                    stored.text_sha256
+                )));
+            }
+            t
+        }
+        None if text_sha256(DEFAULT_TEXT) == stored.text_sha256 => DEFAULT_TEXT.to_owned(),
+        None => {
+            return Err(Failure(format!(
+                "the stored evaluation figures were measured on a text other than the built-in one (sha256 {}); pass that text with --text",
+                stored.text_sha256
+            )))
+        }
+    };
+    let original = Weights::original(orig)?;
+    let files = ModelFiles::find(&Sources {
+        hhtld: Some(file),
+        dir: original.dir(),
+        ..Sources::default()
+    })?;
+    let r = evaluate(
+        &original,
+        &Weights::Hhtld(file.clone()),
+        &files,
+        &sentences(&text),
+        EVAL_BATCH,
+    )?;
+    let diffs = stored.differences(&r.metrics);
+    Ok(json!({
+        "stored": hhtld::inspect::eval_json(stored),
+        "recomputed": hhtld::inspect::eval_json(&EvalRecord {
+            text_sha256: stored.text_sha256.clone(),
+            metrics: r.metrics,
+        }),
+        "differences": diffs.iter().map(|(k, a, b)| json!({"key": k, "stored": a, "recomputed": b})).collect::<Vec<_>>(),
+        "ok": diffs.is_empty(),
+    }))
 }
 
 fn check_tensor(model: &SafetensorsModel, t: &TensorView<'_>) -> Result<Value, Failure> {

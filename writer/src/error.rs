@@ -308,6 +308,15 @@ pub enum WriteError {
         /// Why.
         reason: String,
     },
+    /// A file given to [`crate::amend::amend_metadata`] is not a valid,
+    /// intact hhtld file.
+    #[error("cannot amend {path}: {reason}")]
+    Amend {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The destination path of [`crate::builder::Writer::create`] is unusable.
     #[error("bad destination path {path}: {reason}")]
     BadPath {

@@ -38,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod amend;
 pub mod builder;
 pub mod calibration;
 pub mod codec;

@@ -88,7 +88,7 @@ impl AtomicFile {
 
     /// fsync, close, rename over the destination, then fsync the directory
     /// (best effort: not every platform or file system allows it).
-    fn commit(&mut self) -> io::Result<()> {
+    pub fn commit(&mut self) -> io::Result<()> {
         self.file()?.sync_all()?;
         // Closed before the rename, which some platforms require.
         drop(self.file.take());

@@ -73,6 +73,42 @@ const CHUNK: usize = 1 << 16;
 /// under `max_sections` at every add.
 const FINISH_SECTIONS: usize = 3;
 
+/// Sets `header_crc`: CRC32 of the header's first 60 bytes, then the table.
+pub(crate) fn seal_header(header: &mut Header, table_bytes: &[u8]) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header.as_bytes()[..HEADER_CRC_SPAN]);
+    h.update(table_bytes);
+    header.header_crc = U32::new(h.finalize());
+}
+
+/// The checks of [`Writer::set_metadata`]: a key of 1..=`MAX_NAME_LEN`
+/// bytes, a value of at most `MAX_METADATA_BYTES`.
+pub(crate) fn check_metadata_entry(key: &str, value: &str) -> Result<(), WriteError> {
+    if key.is_empty() {
+        return Err(WriteError::Metadata {
+            key: String::new(),
+            reason: "empty key".into(),
+        });
+    }
+    if key.len() > MAX_NAME_LEN {
+        return Err(WriteError::NameTooLong {
+            what: format!("metadata key '{}'", shorten(key)),
+            len: key.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    if value.len() > MAX_METADATA_BYTES {
+        return Err(WriteError::Metadata {
+            key: shorten(key),
+            reason: format!(
+                "value is {} bytes, more than MAX_METADATA_BYTES ({MAX_METADATA_BYTES})",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Tags ids with their writer, so an id from another writer is rejected.
 static NEXT_WRITER_TAG: AtomicU32 = AtomicU32::new(1);
 
@@ -638,28 +674,7 @@ impl<W: Write + Seek> Writer<W> {
     /// `MAX_NAME_LEN`.
     pub fn set_metadata(&mut self, key: &str, value: &str) -> Result<(), WriteError> {
         self.check_usable()?;
-        if key.is_empty() {
-            return Err(WriteError::Metadata {
-                key: String::new(),
-                reason: "empty key".into(),
-            });
-        }
-        if key.len() > MAX_NAME_LEN {
-            return Err(WriteError::NameTooLong {
-                what: format!("metadata key '{}'", shorten(key)),
-                len: key.len(),
-                max: MAX_NAME_LEN,
-            });
-        }
-        if value.len() > MAX_METADATA_BYTES {
-            return Err(WriteError::Metadata {
-                key: shorten(key),
-                reason: format!(
-                    "value is {} bytes, more than MAX_METADATA_BYTES ({MAX_METADATA_BYTES})",
-                    value.len()
-                ),
-            });
-        }
+        check_metadata_entry(key, value)?;
         self.metadata.insert(key.to_owned(), value.to_owned());
         Ok(())
     }
@@ -726,13 +741,12 @@ impl<W: Write + Seek> Writer<W> {
         if !self.metadata.is_empty() {
             let metadata = std::mem::take(&mut self.metadata);
             self.begin_section();
+            let mut bytes = Vec::new();
             for (k, v) in &metadata {
                 // Lengths were checked against MAX_NAME_LEN / MAX_METADATA_BYTES.
-                self.emit(&(k.len() as u32).to_le_bytes())?;
-                self.emit(k.as_bytes())?;
-                self.emit(&(v.len() as u32).to_le_bytes())?;
-                self.emit(v.as_bytes())?;
+                hhtld_format::encode::push_metadata_entry(k, v, &mut bytes);
             }
+            self.emit(&bytes)?;
             self.end_section(SectionKind::Metadata)?;
         }
 
@@ -775,10 +789,7 @@ impl<W: Write + Seek> Writer<W> {
         header.file_len = U64::new(file_len);
         header.table_offset = U64::new(table_offset);
         header.section_count = U32::new(table.len() as u32);
-        let mut h = crc32fast::Hasher::new();
-        h.update(&header.as_bytes()[..HEADER_CRC_SPAN]);
-        h.update(table_bytes);
-        header.header_crc = U32::new(h.finalize());
+        seal_header(&mut header, table_bytes);
 
         let base = self.base;
         let res = (|| {
