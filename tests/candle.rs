@@ -278,3 +278,36 @@ fn eval_reproduces_the_independent_numpy_forward_pass() {
     let d = (get(&ours, "top10_overlap") - get(&theirs, "top10_overlap")).abs();
     assert!(d <= 0.01, "top10_overlap: ours {ours} reference {theirs}");
 }
+
+#[test]
+fn the_calibration_forward_pass_computes_what_bert_model_computes() {
+    use hhtld_eval::calibrate::InstrumentedBert;
+    let files = ModelFiles::find(&Sources {
+        dir: model().parent(),
+        ..Sources::default()
+    })
+    .unwrap();
+    let ours = InstrumentedBert::load(mmaped(model(), DType::F32), &files.config).unwrap();
+    let theirs = BertModel::load(mmaped(model(), DType::F32), &files.config).unwrap();
+    // A padded batch of real sentences of different lengths.
+    let text = sentences(hhtld_eval::CALIBRATION_TEXT);
+    let batch: Vec<&str> = text.iter().step_by(50).map(String::as_str).collect();
+    let inputs = hhtld_eval::BatchInputs::new(&files.tokenizer, &batch).unwrap();
+    let a = ours
+        .forward(&inputs.ids, &inputs.type_ids, &inputs.mask)
+        .unwrap();
+    let b = theirs
+        .forward(&inputs.ids, &inputs.type_ids, Some(&inputs.mask))
+        .unwrap();
+    assert_eq!(a.dims(), b.dims());
+    assert_eq!(a.dims()[0], 20);
+    let worst = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(worst <= 1e-5, "hidden states differ by {worst}");
+}
