@@ -15,8 +15,10 @@
 //! palettes scale exactly, and no distance can overflow or underflow f32
 //! whatever the weights' magnitude.
 
-use half::f16;
-use hhtld_format::decode::{decode_row, n_sub, SlotRow, StageRow};
+mod decoder;
+mod feedback;
+
+use hhtld_format::decode::n_sub;
 use hhtld_format::limits::SLOT_L_DIMS;
 use rayon::prelude::*;
 
@@ -24,10 +26,13 @@ use super::error::CodecError;
 use super::gptq::Feedback;
 use super::kmeans::{assign, quantise, refit, KmeansParams, Searcher, SplitMix64};
 use super::slot::{coefficients, top_basis};
-use crate::calibration::InputStats;
 
 use super::{CodecSpec, EncodedGroup, EncodedMatrix, Matrix, PaletteData, SlotData};
-use hhtld_format::encode::{pack_stage_row, round_to_elem, stage_row_bytes, StoredElems as Stored};
+use hhtld_format::encode::round_to_elem;
+
+use decoder::RowDecoder;
+pub use decoder::{reconstruct, GroupDecoder};
+use feedback::f16_scale;
 
 /// Checks the spec and the width of a group; returns `n_cols`.
 fn validate_shape(tensors: &[Matrix<'_>], spec: &CodecSpec) -> Result<usize, CodecError> {
@@ -439,140 +444,6 @@ impl GroupFit {
         (acc, scales)
     }
 
-    /// Stage codes of every row of `p` and the kernel's running sum of
-    /// them, a block of columns at a time with the block's error fed back
-    /// into the later columns (see [`super::gptq`]).
-    fn assign_feedback(&self, p: &Prepared, fb: &Feedback) -> (Vec<Vec<u8>>, Vec<f32>) {
-        let n = self.n_cols;
-        let total = p.scales.len();
-        let searchers: Vec<Searcher> = self
-            .norm
-            .iter()
-            .zip(&self.palettes)
-            .map(|(pal, pd)| Searcher::new(pal, pd.d))
-            .collect();
-        let ns: Vec<usize> = self.palettes.iter().map(|pd| n_sub(n, pd.d)).collect();
-        let per_row: usize = ns.iter().sum();
-        let mut acc = vec![0f32; total * n];
-        let mut flat = vec![0u8; total * per_row];
-        let block = fb.block();
-        acc.par_chunks_mut(n)
-            .zip(flat.par_chunks_mut(per_row.max(1)))
-            .zip(p.target.par_chunks(n))
-            .for_each(|((a, codes), t0)| {
-                let mut t = t0.to_vec();
-                let mut pt = Vec::new();
-                let (mut code, mut dist) = ([0u8], [0f32]);
-                for (b, c0) in (0..n).step_by(block).enumerate() {
-                    let c1 = (c0 + block).min(n);
-                    let mut off = 0;
-                    for ((srch, pd), (pal, &nsub)) in searchers
-                        .iter()
-                        .zip(&self.palettes)
-                        .zip(self.norm.iter().zip(&ns))
-                    {
-                        let d = pd.d;
-                        for j in c0 / d..c1.div_ceil(d) {
-                            let (lo, hi) = (j * d, (j * d + d).min(n));
-                            // The residual, zero-padded like `gather`.
-                            pt.clear();
-                            pt.resize(d, 0.0);
-                            for (o, c) in pt.iter_mut().zip(lo..hi) {
-                                *o = t[c] - a[c];
-                            }
-                            srch.assign_chunk(&pt, None, &mut code, &mut dist);
-                            codes[off + j] = code[0];
-                            let e = &pal[code[0] as usize * d..code[0] as usize * d + d];
-                            for (av, &v) in a[lo..hi].iter_mut().zip(e) {
-                                *av += v;
-                            }
-                        }
-                        off += nsub;
-                    }
-                    let rest = n - c1;
-                    if rest == 0 {
-                        continue;
-                    }
-                    let m = fb.mat(b);
-                    let (head, tail) = t.split_at_mut(c1);
-                    for (r, row) in m.chunks_exact(rest).enumerate() {
-                        let e = head[c0 + r] - a[c0 + r];
-                        if e != 0.0 {
-                            for (tv, &mv) in tail.iter_mut().zip(row) {
-                                *tv -= e * mv;
-                            }
-                        }
-                    }
-                }
-            });
-        let mut codes: Vec<Vec<u8>> = ns.iter().map(|&k| Vec::with_capacity(total * k)).collect();
-        for row in flat.chunks_exact(per_row.max(1)).take(total) {
-            let mut off = 0;
-            for (c, &k) in codes.iter_mut().zip(&ns) {
-                c.extend_from_slice(&row[off..off + k]);
-                off += k;
-            }
-        }
-        (codes, acc)
-    }
-
-    /// Row scales refitted by least squares to the decoded rows where that
-    /// lowers a row's error: the plain squared error, or with `fb` the
-    /// `G`-weighted error `(x - s a)ᵀ G (x - s a)`.
-    fn refit_scales(&self, p: &Prepared, acc: &[f32], fb: Option<&Feedback>) -> Vec<f32> {
-        let n = self.n_cols;
-        let mut scales = p.scales.clone();
-        if self.spec.row_scale {
-            scales
-                .par_iter_mut()
-                .zip(acc.par_chunks(n))
-                .zip(p.xn.par_chunks(n))
-                .for_each(|((s, a), x)| match fb {
-                    None => {
-                        let num: f64 = x.iter().zip(a).map(|(&p, &q)| p as f64 * q as f64).sum();
-                        let den: f64 = a.iter().map(|&q| (q as f64).powi(2)).sum();
-                        if den > 0.0 {
-                            let cand = f16_scale(num / den);
-                            if scaled_err(x, a, cand) < scaled_err(x, a, *s) {
-                                *s = cand;
-                            }
-                        }
-                    }
-                    Some(fb) => {
-                        let ga = fb.gram_times(a);
-                        let num: f64 = x.iter().zip(&ga).map(|(&xv, &g)| f64::from(xv) * g).sum();
-                        let den: f64 = a.iter().zip(&ga).map(|(&av, &g)| f64::from(av) * g).sum();
-                        // The error relative to xᵀGx.
-                        let err = |s: f32| f64::from(s) * (f64::from(s) * den - 2.0 * num);
-                        if den > 0.0 && err(f16_scale(num / den)) < err(*s) {
-                            *s = f16_scale(num / den);
-                        }
-                    }
-                });
-        }
-        scales
-    }
-
-    /// Error feedback for a member of this group whose inputs have the
-    /// statistics `stats` (for [`GroupFit::encode_with`]): blocks of the
-    /// least common multiple of the stages' entry widths (at most the row),
-    /// so every block holds whole sub-vectors of every stage. `None` when
-    /// the statistics carry no signal.
-    pub fn feedback(&self, stats: &InputStats) -> Result<Option<Feedback>, CodecError> {
-        if stats.cols() != self.n_cols {
-            return Err(CodecError::StatsWidth {
-                expected: self.n_cols,
-                got: stats.cols(),
-            });
-        }
-        let block = self
-            .palettes
-            .iter()
-            .try_fold(1usize, |a, p| lcm(a, p.d).filter(|&l| l <= self.n_cols))
-            .unwrap_or(self.n_cols);
-        Feedback::new(stats, block)
-    }
-
     /// Encodes the rows of `m` (a whole tensor of the group, or any run of
     /// its rows) with the fitted palettes. Row scales are each row's RMS
     /// rounded to f16, refitted by least squares to the decoded row when
@@ -668,50 +539,6 @@ impl GroupFit {
             tensors,
         }
     }
-}
-
-/// The least common multiple of `a` and `b`, `None` on overflow.
-fn lcm(a: usize, b: usize) -> Option<usize> {
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
-    }
-    let g = gcd(a, b).max(1);
-    (a / g).checked_mul(b)
-}
-
-/// `v` as a stored f16 row scale: overflow clamps to the largest f16, and a
-/// non-zero value never rounds to zero (that would erase its row).
-fn f16_scale(v: f64) -> f32 {
-    let h = f16::from_f64(v);
-    let h = if h.is_infinite() {
-        if v > 0.0 {
-            f16::MAX
-        } else {
-            f16::MIN
-        }
-    } else if h.to_f32() == 0.0 && v != 0.0 {
-        let tiny = f16::from_bits(1);
-        if v > 0.0 {
-            tiny
-        } else {
-            -tiny
-        }
-    } else {
-        h
-    };
-    h.to_f32()
-}
-
-/// Squared error of `x` against `a * s` as the kernel computes it.
-fn scaled_err(x: &[f32], a: &[f32], s: f32) -> f64 {
-    x.iter()
-        .zip(a)
-        .map(|(&xv, &av)| (xv as f64 - (av * s) as f64).powi(2))
-        .sum()
 }
 
 /// Encodes a group of tensors that share `n_cols` and therefore share one
@@ -868,172 +695,4 @@ fn quantise_slot(coefs: &[[f32; SLOT_L_DIMS]], up: f64) -> SlotData {
         coef,
         slot_scale: if slot_scale == 0.0 { 0.0 } else { stored },
     }
-}
-
-/// Palettes and basis held in their stored element types (palettes padded
-/// to `2^bits` entries), decoding rows through
-/// `hhtld_format::decode::decode_row` exactly as a reader does.
-#[derive(Debug, Clone)]
-struct RowDecoder {
-    n_cols: usize,
-    /// `(d, bits)` per stage.
-    shapes: Vec<(usize, u8)>,
-    palettes: Vec<Stored>,
-    basis: Option<Stored>,
-}
-
-impl RowDecoder {
-    fn new(
-        n_cols: usize,
-        palettes: &[PaletteData],
-        basis: Option<&[f32]>,
-        elem: hhtld_format::ElemType,
-    ) -> Self {
-        RowDecoder {
-            n_cols,
-            shapes: palettes.iter().map(|p| (p.d, p.bits)).collect(),
-            palettes: palettes
-                .iter()
-                .map(|p| Stored::new(&p.padded_values(), p.elem))
-                .collect(),
-            basis: basis.map(|b| Stored::new(b, elem)),
-        }
-    }
-
-    /// [`RowDecoder::row_into`] after checking `row` and `out`.
-    fn checked(
-        &self,
-        tensor: usize,
-        m: &EncodedMatrix,
-        row: usize,
-        out: &mut [f32],
-    ) -> Result<(), CodecError> {
-        if row >= m.n_rows {
-            return Err(CodecError::RowIndex {
-                tensor,
-                row,
-                n_rows: m.n_rows,
-            });
-        }
-        if out.len() != m.n_cols {
-            return Err(CodecError::BufferLen {
-                expected: m.n_cols,
-                got: out.len(),
-            });
-        }
-        self.row_into(tensor, m, row, &mut Vec::new(), out)
-    }
-
-    /// Decodes row `row` of `m` into `out` (`n_cols` values), using `buf`
-    /// as scratch for the packed codes.
-    fn row_into(
-        &self,
-        tensor: usize,
-        m: &EncodedMatrix,
-        row: usize,
-        buf: &mut Vec<u8>,
-        out: &mut [f32],
-    ) -> Result<(), CodecError> {
-        buf.clear();
-        let mut bounds = Vec::with_capacity(self.shapes.len());
-        for (s, &(d, bits)) in self.shapes.iter().enumerate() {
-            let start = buf.len();
-            let ns = n_sub(self.n_cols, d);
-            let len = stage_row_bytes(ns, bits);
-            buf.resize(start + len, 0);
-            let codes = m.codes.get(s).and_then(|c| c.get(row * ns..row * ns + ns));
-            pack_stage_row(codes.unwrap_or(&[]), bits, &mut buf[start..]);
-            bounds.push((start, start + len));
-        }
-        let stages: Vec<StageRow<'_>> = self
-            .palettes
-            .iter()
-            .zip(&self.shapes)
-            .zip(&bounds)
-            .map(|((st, &(d, bits)), &(a, b))| StageRow {
-                palette: st.slice(),
-                d,
-                bits,
-                codes: &buf[a..b],
-            })
-            .collect();
-        let scale = m.scales.as_ref().and_then(|s| s.get(row).copied());
-        let slot = match (&m.slot, &self.basis) {
-            (Some(sd), Some(b)) => sd.coef.get(row).map(|coef| SlotRow {
-                coef,
-                basis: b.slice(),
-                slot_scale: sd.slot_scale,
-            }),
-            _ => None,
-        };
-        decode_row(&stages, scale, slot.as_ref(), out).map_err(|source| CodecError::Kernel {
-            tensor,
-            row,
-            source,
-        })
-    }
-}
-
-/// Decodes an [`EncodedGroup`] through `hhtld_format::decode::decode_row`,
-/// with the palettes and basis held in their stored element types (palettes
-/// padded to `2^bits` entries), exactly as a reader sees them.
-pub struct GroupDecoder<'a> {
-    group: &'a EncodedGroup,
-    dec: RowDecoder,
-}
-
-impl<'a> GroupDecoder<'a> {
-    /// Prepares the stored forms of the group's palettes and basis.
-    pub fn new(group: &'a EncodedGroup) -> Self {
-        GroupDecoder {
-            group,
-            dec: RowDecoder::new(
-                group.n_cols,
-                &group.palettes,
-                group.basis.as_deref(),
-                group.spec.elem,
-            ),
-        }
-    }
-
-    fn tensor(&self, tensor: usize) -> Result<&'a EncodedMatrix, CodecError> {
-        self.group
-            .tensors
-            .get(tensor)
-            .ok_or(CodecError::TensorIndex {
-                tensor,
-                count: self.group.tensors.len(),
-            })
-    }
-
-    /// Decodes row `row` of tensor `tensor` into `out` (`n_cols` values).
-    pub fn decode_row(&self, tensor: usize, row: usize, out: &mut [f32]) -> Result<(), CodecError> {
-        let m = self.tensor(tensor)?;
-        self.dec.checked(tensor, m, row, out)
-    }
-
-    /// Decodes every row of tensor `tensor`, row-major, in parallel.
-    pub fn decode_matrix(&self, tensor: usize) -> Result<Vec<f32>, CodecError> {
-        let m = self.tensor(tensor)?;
-        let n = m.n_cols;
-        let mut out = vec![0f32; m.n_rows * n];
-        out.par_chunks_mut(n.max(1))
-            .enumerate()
-            .try_for_each_init(Vec::new, |buf, (row, o)| {
-                self.dec.row_into(tensor, m, row, buf, o)
-            })?;
-        Ok(out)
-    }
-}
-
-/// Decodes one row through the format kernel. Convenience for single rows:
-/// it prepares the stored palettes on every call; loops should build one
-/// [`GroupDecoder`] instead.
-pub fn reconstruct(
-    group: &EncodedGroup,
-    tensor: usize,
-    row: usize,
-    out: &mut [f32],
-) -> Result<(), CodecError> {
-    GroupDecoder::new(group).decode_row(tensor, row, out)
 }
