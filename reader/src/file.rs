@@ -180,6 +180,47 @@ impl HhtldFile {
         (0..self.tensor_count()).map(move |i| TensorHandle::unchecked(self.clone(), i))
     }
 
+    /// Drops this process's resident pages of tensor `i`'s own sections
+    /// (codes or raw bytes, row scales, SlotL coefficients; shared palettes
+    /// and bases stay), so a reader going through a large file tensor by
+    /// tensor keeps only the tensor at hand resident. The pages stay in the
+    /// page cache and are read back on the next access; nothing changes
+    /// value. A no-op for a copy in memory ([`HhtldFile::from_vec`]).
+    pub fn release_tensor(&self, i: usize) -> Result<(), ReaderError> {
+        let Storage::Mmap(map) = &self.inner.storage else {
+            return Ok(());
+        };
+        let t = self
+            .layout()
+            .tensors
+            .get(i)
+            .ok_or(ReaderError::IndexOutOfRange {
+                what: "tensor",
+                index: i,
+                count: self.tensor_count(),
+            })?;
+        let ranges = [
+            Some(t.data.clone()),
+            t.scale.as_ref().map(|s| s.range.clone()),
+            t.slot.as_ref().map(|s| s.range.clone()),
+        ];
+        for r in ranges.into_iter().flatten().filter(|r| r.end > r.start) {
+            // SAFETY: MADV_DONTNEED on a read-only private file mapping only
+            // discards this process's copies of clean file pages (memmap2
+            // rounds the start down to a page); later reads fault them back
+            // in from the file, so no borrowed slice changes value (given
+            // the file is not modified while mapped, as `open` requires).
+            unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, r.start, r.len())
+            }
+            .map_err(|source| ReaderError::Io {
+                path: self.inner.path.clone().unwrap_or_default(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Tensor names, in directory order.
     pub fn tensor_names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.tensor_count()).map(move |i| {

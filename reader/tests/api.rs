@@ -276,3 +276,31 @@ fn raw_float_tensors_convert_from_their_stored_dtype() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn released_tensor_pages_read_back_the_same_values() {
+    for path in vectors() {
+        let file = HhtldFile::open(&path).unwrap();
+        let copy = HhtldFile::copy_from_slice(file.bytes()).unwrap();
+        let n = file.tensor_count();
+        for (i, t) in file.view().tensors().enumerate() {
+            if !is_float(t.dtype()) {
+                continue;
+            }
+            let before = t.decode().unwrap();
+            file.release_tensor(i).unwrap();
+            copy.release_tensor(i).unwrap();
+            let after = t.decode().unwrap();
+            assert_eq!(
+                bits(&before, f32::to_bits),
+                bits(&after, f32::to_bits),
+                "{} tensor {i}",
+                path.display()
+            );
+        }
+        assert!(matches!(
+            file.release_tensor(n),
+            Err(ReaderError::IndexOutOfRange { index, .. }) if index == n
+        ));
+    }
+}

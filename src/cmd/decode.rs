@@ -107,22 +107,38 @@ fn write_f64(t: &TensorView<'_>, buf: &mut Vec<f32>, w: &mut impl Write) -> Resu
     Ok(())
 }
 
-/// Writes every tensor's bytes in header order.
-fn write_data(plans: &[Plan<'_>], w: &mut impl Write) -> Result<(), Failure> {
+/// Writes every tensor's bytes in header order. Once a tensor is written
+/// its input pages are released, so the mapped file does not accumulate in
+/// resident memory either.
+fn write_data(file: &HhtldFile, plans: &[Plan<'_>], w: &mut impl Write) -> Result<(), Failure> {
     let (mut b32, mut b16, mut h16) = (Vec::<f32>::new(), Vec::<bf16>::new(), Vec::<f16>::new());
     for p in plans {
-        if let Some(raw) = p.t.raw_bytes() {
-            w.write_all(raw)?;
-            continue;
-        }
-        match p.out {
-            Dtype::F32 => write_decoded(&p.t, &mut b32, w)?,
-            Dtype::Bf16 => write_decoded(&p.t, &mut b16, w)?,
-            Dtype::F16 => write_decoded(&p.t, &mut h16, w)?,
-            Dtype::F64 => write_f64(&p.t, &mut b32, w)?,
-            // out_dtype admits nothing else.
-            other => return Err(Failure(format!("{}: cannot decode to {other}", p.t.name()))),
-        }
+        write_tensor(p, w, &mut b32, &mut b16, &mut h16)?;
+        file.release_tensor(p.t.index())?;
+    }
+    Ok(())
+}
+
+/// One tensor's bytes: RAW copied from the mapping, PALETTE decoded in
+/// row chunks into the reused buffers.
+fn write_tensor(
+    p: &Plan<'_>,
+    w: &mut impl Write,
+    b32: &mut Vec<f32>,
+    b16: &mut Vec<bf16>,
+    h16: &mut Vec<f16>,
+) -> Result<(), Failure> {
+    if let Some(raw) = p.t.raw_bytes() {
+        w.write_all(raw)?;
+        return Ok(());
+    }
+    match p.out {
+        Dtype::F32 => write_decoded(&p.t, b32, w)?,
+        Dtype::Bf16 => write_decoded(&p.t, b16, w)?,
+        Dtype::F16 => write_decoded(&p.t, h16, w)?,
+        Dtype::F64 => write_f64(&p.t, b32, w)?,
+        // out_dtype admits nothing else.
+        other => return Err(Failure(format!("{}: cannot decode to {other}", p.t.name()))),
     }
     Ok(())
 }
@@ -205,7 +221,7 @@ pub fn run(
         let mut w = BufWriter::with_capacity(1 << 20, f);
         w.write_all(&(head.len() as u64).to_le_bytes())?;
         w.write_all(&head)?;
-        write_data(&plans, &mut w)?;
+        write_data(&file, &plans, &mut w)?;
         let f = w.into_inner().map_err(|e| Failure(e.error().to_string()))?;
         f.sync_all()?;
         std::fs::rename(&tmp, dest)?;
