@@ -93,32 +93,7 @@ enum Command {
     /// .hhtld weights in candle, and compare the sentence embeddings:
     /// per-sentence cosine, top-10 neighbour overlap, Spearman of pairwise
     /// similarities.
-    Eval {
-        /// The original weights: a .safetensors file, a sharded
-        /// .index.json, or a model directory.
-        original: PathBuf,
-        /// The .hhtld file.
-        encoded: PathBuf,
-        /// Sentences, one per line (default: the 600 shipped evaluation
-        /// sentences, data/text/eval.txt).
-        #[arg(long)]
-        text: Option<PathBuf>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Exit with status 1 when any sentence's cosine to the original
-        /// (cos_min) is below this.
-        #[arg(long, value_name = "X")]
-        min_cos: Option<f64>,
-        /// config.json to use instead of the file's own (metadata) or the
-        /// one beside the original.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// tokenizer.json to use instead of the file's own (metadata) or the
-        /// one beside the original.
-        #[arg(long, value_name = "FILE")]
-        tokenizer: Option<PathBuf>,
-    },
+    Eval(eval::Args),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,23 +210,7 @@ fn real_main() -> ExitCode {
             text,
             json,
         } => verify::run(&file, against.as_deref(), text.as_deref(), json),
-        Command::Eval {
-            original,
-            encoded,
-            text,
-            json,
-            min_cos,
-            config,
-            tokenizer,
-        } => eval::run(eval::Args {
-            original,
-            encoded,
-            text,
-            json,
-            min_cos,
-            config,
-            tokenizer,
-        }),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_ok, hhtld, named, stdout_json};
+use common::{assert_code, assert_ok, encode_gated, hhtld, named, stdout_json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -291,22 +291,8 @@ fn require_gates_fails_when_a_gate_is_missed_and_output_still_lands() {
         )],
     );
     let out = dir.s("emb.hhtld");
-    let o = hhtld(&[
-        "encode",
-        input.to_str().unwrap(),
-        "-o",
-        &out,
-        "--profile",
-        "hhtl",
-        "--require-gates",
-        "--json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = encode_gated(input.to_str().unwrap(), &out, "hhtl");
+    assert_code(&o, 1);
     let s = stdout_json(&o);
     assert_eq!(
         s["gate_failures"],

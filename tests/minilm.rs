@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_ok, hhtld, named, root, stdout_json};
+use common::{assert_code, assert_ok, encode_gated, entry, hhtld, named, root, stdout_json};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -111,22 +111,8 @@ fn fidelity_meets_every_gate_and_the_ratios_and_python_reads_the_decode() {
 fn hhtl_profile_reports_its_gate_misses_honestly() {
     let dir = tempfile::tempdir().unwrap();
     let out = tmp(&dir, "hhtl.hhtld");
-    let enc = hhtld(&[
-        "encode",
-        model(),
-        "-o",
-        &out,
-        "--profile",
-        "hhtl",
-        "--require-gates",
-        "--json",
-    ]);
-    assert_eq!(
-        enc.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&enc.stderr)
-    );
+    let enc = encode_gated(model(), &out, "hhtl");
+    assert_code(&enc, 1);
     let s = stdout_json(&enc);
     let emb = named(&s, "tensors", "embeddings.word_embeddings.weight");
     // The row palette cannot reconstruct the embeddings (median rho ~0.45).
@@ -139,12 +125,7 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
     let ins = stdout_json(&hhtld(&["inspect", "--json", &out]));
     let palettes = ins["palettes"].as_array().unwrap();
     assert!(palettes.iter().all(|p| p["fisher_z"] == Value::Bool(true)));
-    let fz = ins["totals"]["by_kind"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "fisher_z")
-        .unwrap()["bytes"]
+    let fz = entry(&ins["totals"], "by_kind", "kind", "fisher_z")["bytes"]
         .as_u64()
         .unwrap();
     let want: u64 = palettes
@@ -157,30 +138,22 @@ fn hhtl_profile_reports_its_gate_misses_honestly() {
     assert_eq!(v.status.code(), Some(1));
 }
 
-#[test]
-fn compact_profile_is_smaller_and_meets_every_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tmp(&dir, "compact.hhtld");
-    let input = weights_only(&dir);
-    let enc = hhtld(&[
-        "encode",
-        &input,
-        "-o",
-        &out,
-        "--profile",
-        "compact",
-        "--require-gates",
-        "--json",
-    ]);
+/// The `--json` report of encoding the weights alone under `profile` with
+/// `--require-gates`, after asserting that every gate passed.
+fn encode_weights_gated(dir: &tempfile::TempDir, profile: &str) -> Value {
+    let out = tmp(dir, &format!("{profile}.hhtld"));
+    let enc = encode_gated(&weights_only(dir), &out, profile);
     assert_ok(&enc);
     let s = stdout_json(&enc);
     assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
-    let argmax = s["regimes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["regime"] == "argmax")
-        .unwrap();
+    s
+}
+
+#[test]
+fn compact_profile_is_smaller_and_meets_every_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = encode_weights_gated(&dir, "compact");
+    let argmax = entry(&s, "regimes", "regime", "argmax");
     let ratio = argmax["ratio"].as_f64().unwrap();
     assert!(ratio >= 3.8, "compact argmax ratio {ratio:.2}:1");
     let file = s["file_ratio"].as_f64().unwrap();
@@ -190,21 +163,7 @@ fn compact_profile_is_smaller_and_meets_every_gate() {
 #[test]
 fn near_lossless_profile_is_about_two_to_one_and_meets_every_gate() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tmp(&dir, "near-lossless.hhtld");
-    let input = weights_only(&dir);
-    let enc = hhtld(&[
-        "encode",
-        &input,
-        "-o",
-        &out,
-        "--profile",
-        "near-lossless",
-        "--require-gates",
-        "--json",
-    ]);
-    assert_ok(&enc);
-    let s = stdout_json(&enc);
-    assert_eq!(s["gate_failures"].as_array().unwrap().len(), 0);
+    let s = encode_weights_gated(&dir, "near-lossless");
     let file = s["file_ratio"].as_f64().unwrap();
     assert!(file >= 1.95, "near-lossless whole file {file:.3}:1");
     // Scalar 8-bit palettes with row scales: every encoded tensor is close

@@ -602,22 +602,18 @@ pub fn evaluate(
     }
     let (m_orig, load_original) = load_bert(original, &files.config)?;
     let (m_hhtld, load_hhtld) = load_bert(hhtld, &files.config)?;
-    let t = Instant::now();
-    let e_orig = Embedder {
-        encoder: &m_orig,
-        files,
-        batch,
-    }
-    .embed(sentences)?;
-    let embed_original = t.elapsed();
-    let t = Instant::now();
-    let e_hhtld = Embedder {
-        encoder: &m_hhtld,
-        files,
-        batch,
-    }
-    .embed(sentences)?;
-    let embed_hhtld = t.elapsed();
+    let timed_embed = |encoder: &BertModel| {
+        let t = Instant::now();
+        let e = Embedder {
+            encoder,
+            files,
+            batch,
+        }
+        .embed(sentences)?;
+        Ok::<_, EvalError>((e, t.elapsed()))
+    };
+    let (e_orig, embed_original) = timed_embed(&m_orig)?;
+    let (e_hhtld, embed_hhtld) = timed_embed(&m_hhtld)?;
     Ok(Report {
         metrics: compare(&e_orig, &e_hhtld),
         load_original,

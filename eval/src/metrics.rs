@@ -182,15 +182,20 @@ pub fn compare(reference: &[Vec<f32>], other: &[Vec<f32>]) -> Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn identical_sets_agree_perfectly() {
-        let e: Vec<Vec<f32>> = (0..30)
+    /// `rows` embeddings of `dims` values `(i * a + j * b) % m`, centred.
+    fn pattern(rows: usize, dims: usize, (a, b): (usize, usize), m: usize) -> Vec<Vec<f32>> {
+        (0..rows)
             .map(|i| {
-                (0..8)
-                    .map(|j| ((i * 7 + j * 3) % 11) as f32 - 5.0)
+                (0..dims)
+                    .map(|j| ((i * a + j * b) % m) as f32 - (m / 2) as f32)
                     .collect()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn identical_sets_agree_perfectly() {
+        let e = pattern(30, 8, (7, 3), 11);
         let m = compare(&e, &e);
         assert_eq!(m.sentences, 30);
         assert!((m.cos_mean - 1.0).abs() < 1e-12);
@@ -214,13 +219,7 @@ mod tests {
 
     #[test]
     fn a_perturbed_set_scores_below_one() {
-        let e: Vec<Vec<f32>> = (0..20)
-            .map(|i| {
-                (0..6)
-                    .map(|j| ((i * 5 + j * 7) % 13) as f32 - 6.0)
-                    .collect()
-            })
-            .collect();
+        let e = pattern(20, 6, (5, 7), 13);
         let mut f = e.clone();
         f[3][0] += 4.0;
         let m = compare(&e, &f);

@@ -14,13 +14,31 @@ use crate::{Failure, Outcome};
 const BATCH: usize = 32;
 
 /// Parsed `eval` arguments.
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The original weights: a .safetensors file, a sharded
+    /// .index.json, or a model directory.
     pub original: PathBuf,
+    /// The .hhtld file.
     pub encoded: PathBuf,
+    /// Sentences, one per line (default: the 600 shipped evaluation
+    /// sentences, data/text/eval.txt).
+    #[arg(long)]
     pub text: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 when any sentence's cosine to the original
+    /// (cos_min) is below this.
+    #[arg(long, value_name = "X")]
     pub min_cos: Option<f64>,
+    /// config.json to use instead of the file's own (metadata) or the
+    /// one beside the original.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// tokenizer.json to use instead of the file's own (metadata) or the
+    /// one beside the original.
+    #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
 }
 

@@ -54,10 +54,40 @@ pub fn stdout_json(o: &Output) -> Value {
 
 /// The element of `v[list]` whose `"name"` is `name`.
 pub fn named<'a>(v: &'a Value, list: &str, name: &str) -> &'a Value {
+    entry(v, list, "name", name)
+}
+
+/// The element of `v[list]` whose `key` is `value`.
+pub fn entry<'a>(v: &'a Value, list: &str, key: &str, value: &str) -> &'a Value {
     v[list]
         .as_array()
-        .and_then(|a| a.iter().find(|t| t["name"] == name))
-        .unwrap_or_else(|| panic!("{name} missing from {list}"))
+        .and_then(|a| a.iter().find(|t| t[key] == value))
+        .unwrap_or_else(|| panic!("no {key} {value} in {list}"))
+}
+
+/// `hhtld encode INPUT -o OUT --profile PROFILE --require-gates --json`.
+pub fn encode_gated(input: &str, out: &str, profile: &str) -> Output {
+    hhtld(&[
+        "encode",
+        input,
+        "-o",
+        out,
+        "--profile",
+        profile,
+        "--require-gates",
+        "--json",
+    ])
+}
+
+/// Asserts the command exited with status `code`, showing its stderr
+/// otherwise.
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Asserts the command succeeded, showing its stderr otherwise.

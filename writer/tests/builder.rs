@@ -10,7 +10,9 @@ use std::io::{self, Cursor, Seek, SeekFrom, Write};
 
 use half::{bf16, f16};
 use hhtld_format::{Dtype, ElemType, Regime, Role, SectionKind};
-use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
+use hhtld_writer::builder::{
+    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+};
 use hhtld_writer::error::WriteError;
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
@@ -21,6 +23,19 @@ type Mem = Writer<Cursor<Vec<u8>>>;
 
 fn mem() -> Mem {
     Writer::new(Cursor::new(Vec::new())).unwrap()
+}
+
+/// Adds the widest palette: 256 scalar F32 entries `i + offset`, 8-bit codes.
+fn byte_palette(w: &mut Mem, offset: f32) -> PaletteId {
+    let v: Vec<f32> = (0..256).map(|i| i as f32 + offset).collect();
+    w.add_palette(PaletteSpec {
+        k: 256,
+        d: 1,
+        bits: 8,
+        elem: ElemType::F32,
+        values: &v,
+    })
+    .unwrap()
 }
 
 fn done(w: Mem) -> (Vec<u8>, SizeReport) {
@@ -410,23 +425,12 @@ fn rejected_object_leaves_the_writer_unchanged() {
     };
     assert!(a.add_palette(bad_pal).is_err());
     assert!(a.add_basis(2, ElemType::F32, &[0.0; 3]).is_err());
-    let p = a
-        .add_palette(PaletteSpec {
-            k: 2,
-            d: 1,
-            bits: 4,
-            elem: ElemType::F32,
-            values: &[1.0, 2.0],
-        })
-        .unwrap();
-    b.add_palette(PaletteSpec {
-        k: 2,
-        d: 1,
-        bits: 4,
-        elem: ElemType::F32,
+    let good_pal = PaletteSpec {
         values: &[1.0, 2.0],
-    })
-    .unwrap();
+        ..bad_pal
+    };
+    let p = a.add_palette(good_pal).unwrap();
+    b.add_palette(good_pal).unwrap();
     assert!(a
         .add_encoded_tensor(EncodedTensor::new(
             "bad",
@@ -577,16 +581,7 @@ fn create_rejects_a_path_without_file_name() {
 #[test]
 fn max_k_palette_and_code_255_round_trip() {
     let mut w = mem();
-    let v: Vec<f32> = (0..256).map(|i| i as f32).collect();
-    let p = w
-        .add_palette(PaletteSpec {
-            k: 256,
-            d: 1,
-            bits: 8,
-            elem: ElemType::F32,
-            values: &v,
-        })
-        .unwrap();
+    let p = byte_palette(&mut w, 0.0);
     w.add_fisher_z(p).unwrap();
     let codes: Vec<u8> = (0..=255).rev().collect();
     w.add_encoded_tensor(EncodedTensor::new(
@@ -665,16 +660,7 @@ fn sections_larger_than_the_write_chunk() {
             values: &wide,
         })
         .unwrap();
-    let v: Vec<f32> = (0..256).map(|i| i as f32 - 128.0).collect();
-    let p = w
-        .add_palette(PaletteSpec {
-            k: 256,
-            d: 1,
-            bits: 8,
-            elem: ElemType::F32,
-            values: &v,
-        })
-        .unwrap();
+    let p = byte_palette(&mut w, -128.0);
     let (rows, cols) = (300usize, 1000usize);
     let codes: Vec<u8> = (0..rows * cols).map(|i| (i * 7919 % 256) as u8).collect();
     let scales: Vec<f32> = (0..rows).map(|r| 1.0 + r as f32 / 64.0).collect();
