@@ -1,5 +1,15 @@
 use super::*;
 
+/// One stage of a row: `codes` of a palette of entry width `d`.
+fn stage<'a>(palette: ElemSlice<'a>, d: usize, bits: u8, codes: &'a [u8]) -> StageRow<'a> {
+    StageRow {
+        palette,
+        d,
+        bits,
+        codes,
+    }
+}
+
 /// Straight transcription of the spec's pseudo-code, for comparison.
 fn reference(
     stages: &[StageRow<'_>],
@@ -52,18 +62,8 @@ fn every_width_and_packing_matches_the_spec_transcription() {
                 let c0: Vec<u8> = (0..cb).map(|i| (i * 37 + 11) as u8).collect();
                 let c1: Vec<u8> = (0..cb).map(|i| (i * 91 + 5) as u8).collect();
                 let stages = [
-                    StageRow {
-                        palette: ElemSlice::F32(&p0),
-                        d,
-                        bits,
-                        codes: &c0,
-                    },
-                    StageRow {
-                        palette: ElemSlice::Bf16(&p1),
-                        d,
-                        bits,
-                        codes: &c1,
-                    },
+                    stage(ElemSlice::F32(&p0), d, bits, &c0),
+                    stage(ElemSlice::Bf16(&p1), d, bits, &c1),
                 ];
                 let basis: Vec<f16> = pattern(8 * n, 3)
                     .iter()
@@ -89,12 +89,7 @@ fn mismatched_lengths_are_errors_not_panics() {
     let pal = vec![0f32; 256 * 4];
     let codes = [0u8; 2];
     let mut out = [0f32; 8];
-    let ok = StageRow {
-        palette: ElemSlice::F32(&pal),
-        d: 4,
-        bits: 8,
-        codes: &codes,
-    };
+    let ok = stage(ElemSlice::F32(&pal), 4, 8, &codes);
     assert!(decode_row(&[ok], None, None, &mut out).is_ok());
     let short = StageRow {
         palette: ElemSlice::F32(&pal[..1000]),
@@ -191,12 +186,7 @@ fn one_pass_shapes_match_the_spec_transcription_bit_for_bit() {
                     let stages: Vec<StageRow<'_>> = pals
                         .iter()
                         .zip(&codes)
-                        .map(|(p, c)| StageRow {
-                            palette: slice_of(p, elem),
-                            d,
-                            bits: 8,
-                            codes: c,
-                        })
+                        .map(|(p, c)| stage(slice_of(p, elem), d, 8, c))
                         .collect();
                     let basis: Vec<f32> = pattern(8 * n, 5);
                     let coef = [1i8, -2, 3, -4, 5, -6, 7, -8];
@@ -356,12 +346,7 @@ fn nan_palette_values_decode_as_nan() {
     let mut pal = vec![bf16::from_f32(1.0); 256 * 4];
     pal[4] = bf16::from_bits(0x7F81); // signalling NaN
     let codes = [1u8, 0];
-    let st = StageRow {
-        palette: ElemSlice::Bf16(&pal),
-        d: 4,
-        bits: 8,
-        codes: &codes,
-    };
+    let st = stage(ElemSlice::Bf16(&pal), 4, 8, &codes);
     let mut out = [0f32; 8];
     decode_row(&[st], None, None, &mut out).unwrap();
     assert!(out[0].is_nan());
@@ -375,12 +360,7 @@ fn codes_past_k_read_padding_never_outside_the_palette() {
     pal[..3].copy_from_slice(&[1.0, 2.0, 3.0]);
     let codes = [0xF2u8];
     let mut out = [9f32; 2];
-    let st = StageRow {
-        palette: ElemSlice::F32(&pal),
-        d: 1,
-        bits: 4,
-        codes: &codes,
-    };
+    let st = stage(ElemSlice::F32(&pal), 1, 4, &codes);
     decode_row(&[st], None, None, &mut out).unwrap();
     assert_eq!(out, [3.0, 0.0]);
 }
