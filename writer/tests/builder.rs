@@ -473,13 +473,18 @@ impl Seek for Failing {
     }
 }
 
+/// A writer whose output fails after `ok` bytes.
+fn failing_writer(ok: usize) -> Writer<Failing> {
+    Writer::new(Failing {
+        inner: Cursor::new(Vec::new()),
+        ok,
+    })
+    .unwrap()
+}
+
 #[test]
 fn io_error_poisons_the_writer() {
-    let mut w = Writer::new(Failing {
-        inner: Cursor::new(Vec::new()),
-        ok: 1000,
-    })
-    .unwrap();
+    let mut w = failing_writer(1000);
     let big = vec![7u8; 1 << 17];
     let e = w
         .add_raw_tensor(RawTensor::passthrough("big", Dtype::U8, &[1 << 17], &big))
@@ -492,11 +497,7 @@ fn io_error_poisons_the_writer() {
 
 #[test]
 fn io_error_at_finish_is_reported() {
-    let mut w = Writer::new(Failing {
-        inner: Cursor::new(Vec::new()),
-        ok: 200,
-    })
-    .unwrap();
+    let mut w = failing_writer(200);
     w.add_raw_tensor(RawTensor::passthrough("x", Dtype::U8, &[100], &[0; 100]))
         .unwrap();
     assert!(matches!(w.finish(), Err(WriteError::Io { .. })));
