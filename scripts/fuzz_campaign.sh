@@ -16,28 +16,19 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 export RUSTC_BOOTSTRAP=1
 
+# shellcheck source=scripts/fuzz_common.sh
+. scripts/fuzz_common.sh
+
 SECS=${1:-1800}
 shift || true
-ALL_TARGETS=(open decode roundtrip encode_caps mutate)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
-fi
+ensure_cargo_fuzz
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 BUILD=(--target "$TRIPLE" --target-dir target/asan)
 (cd fuzz && cargo fuzz build "${BUILD[@]}")
 
-for t in "${TARGETS[@]}"; do
-    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-done
-shopt -s nullglob globstar
-for t in open decode; do
-    [ -d "fuzz/corpus/$t" ] || continue
-    for f in fuzz/seeds/*.hhtld spec/vectors/**/*.hhtld tests/fuzz_regressions/*.hhtld; do
-        cp -f "$f" "fuzz/corpus/$t/${f//\//_}"
-    done
-done
+seed_corpora "${TARGETS[@]}"
 
 findings() {
     local n=0 f
@@ -53,30 +44,16 @@ failed=0
 for t in "${TARGETS[@]}"; do
     log="fuzz/artifacts/$t/campaign.log"
     before=$(findings "$t")
-    extra=()
-    case "$t" in
-        roundtrip | encode_caps | mutate) extra=(-max_len=4096 -len_control=0) ;;
-    esac
+    libfuzzer_opts "$t" "$SECS" ""
     printf '\n== campaign %s (%s s, AddressSanitizer)\n' "$t" "$SECS" >&2
     rc=0
-    (cd fuzz && cargo fuzz run "${BUILD[@]}" "$t" "corpus/$t" -- \
-        -dict=dict/hhtld.dict \
-        -max_total_time="$SECS" \
-        -rss_limit_mb=2048 \
-        -timeout=10 \
-        -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" \
-        "${extra[@]}") >"$log" 2>&1 || rc=$?
-    EXECS[$t]=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
-    COV[$t]=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$last")
-    FT[$t]=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$last")
+    (cd fuzz && cargo fuzz run "${BUILD[@]}" "$t" "corpus/$t" -- "${FUZZ_OPTS[@]}") >"$log" 2>&1 || rc=$?
+    read_stats "$t" "$log"
     FOUND[$t]=$(($(findings "$t") - before))
     RC[$t]=$rc
     if [ "$rc" -ne 0 ] || [ "${FOUND[$t]}" -ne 0 ]; then
         failed=1
-        grep -E -A12 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer' "$log" | head -40 >&2 || true
-        grep -E 'Test unit written to' "$log" >&2 || true
+        show_failure "$log"
     fi
 done
 

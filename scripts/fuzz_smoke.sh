@@ -14,65 +14,36 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
+# shellcheck source=scripts/fuzz_common.sh
+. scripts/fuzz_common.sh
+
 SECONDS_PER=${FUZZ_SECONDS:-30}
-ALL_TARGETS=(open decode roundtrip encode_caps mutate)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
-fi
+ensure_cargo_fuzz
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 BIN="fuzz/target/$TRIPLE/release"
 
 # One build of every target (the fuzz crate has its own target dir).
 (cd fuzz && cargo fuzz build --sanitizer none --target "$TRIPLE")
 
-# Seed corpora; fuzz/corpus is not in git. File targets start from the
-# committed seeds, the spec's conformance vectors and past crash inputs.
-for t in "${TARGETS[@]}"; do
-    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-done
-shopt -s nullglob globstar
-file_seeds=(fuzz/seeds/*.hhtld spec/vectors/**/*.hhtld tests/fuzz_regressions/*.hhtld)
-for t in open decode; do
-    [ -d "fuzz/corpus/$t" ] || continue
-    for f in "${file_seeds[@]}"; do
-        # Named after the path: several directories hold an empty.hhtld.
-        cp -f "$f" "fuzz/corpus/$t/${f//\//_}"
-    done
-done
+seed_corpora "${TARGETS[@]}"
 
 declare -A RESULT EXECS COV FT
 failed=0
 for t in "${TARGETS[@]}"; do
     log="fuzz/artifacts/$t/smoke.log"
-    extra=()
-    case "$t" in
-        # Structured inputs: allow long scripts from the start.
-        roundtrip | encode_caps | mutate) extra=(-max_len=4096 -len_control=0) ;;
-    esac
+    libfuzzer_opts "$t" "$SECONDS_PER" fuzz/
     printf '\n== fuzz %s (%s s)\n' "$t" "$SECONDS_PER" >&2
     rc=0
-    "$BIN/$t" "fuzz/corpus/$t" \
-        -dict=fuzz/dict/hhtld.dict \
-        -max_total_time="$SECONDS_PER" \
-        -rss_limit_mb=2048 \
-        -timeout=10 \
-        -print_final_stats=1 \
-        -artifact_prefix="fuzz/artifacts/$t/" \
-        "${extra[@]}" >"$log" 2>&1 || rc=$?
-    EXECS[$t]=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
-    COV[$t]=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$last")
-    FT[$t]=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$last")
+    "$BIN/$t" "fuzz/corpus/$t" "${FUZZ_OPTS[@]}" >"$log" 2>&1 || rc=$?
+    read_stats "$t" "$log"
     if [ "$rc" -eq 0 ]; then
         RESULT[$t]=ok
     else
         RESULT[$t]="FAILED (exit $rc)"
         failed=1
-        # The panic message and the input libFuzzer saved.
-        grep -E -A12 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer' "$log" | head -40 >&2 || true
-        grep -E 'Test unit written to' "$log" >&2 || true
+        show_failure "$log"
     fi
 done
 
