@@ -53,6 +53,9 @@ pub struct Invalid {
     pub name: String,
     /// The spec rule a reader must report.
     pub rule: &'static str,
+    /// Whether open accepts the file and verification reports the rule
+    /// (a rule about data that open does not read, spec §7).
+    pub at_verify: bool,
     /// The file.
     pub bytes: Vec<u8>,
 }
@@ -868,6 +871,7 @@ impl Out {
         self.list.push(Invalid {
             name: name.to_owned(),
             rule,
+            at_verify: false,
             bytes,
         });
     }
@@ -1555,6 +1559,12 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
             *e.payload(m)? = payload;
             Ok(())
         })?;
+        if variant == ".value-utf8" {
+            // Values are read, and so checked, after open (spec §5).
+            if let Some(v) = o.list.last_mut() {
+                v.at_verify = true;
+            }
+        }
     }
 
     let mut seen = BTreeSet::new();
@@ -1569,14 +1579,16 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
 // ---------------------------------------------------------------------------
 // Companion files.
 
-/// `X.expected`: the error kind, then the rule.
-pub fn expected_text(rule: &str) -> Res<String> {
+/// `X.expected`: the error kind, then the rule, then `verify` when open
+/// accepts the file and verification reports the rule.
+pub fn expected_text(rule: &str, at_verify: bool) -> Res<String> {
     let kind = RULES
         .iter()
         .find(|(r, _)| *r == rule)
         .map(|(_, k)| *k)
         .ok_or_else(|| format!("unknown rule {rule}"))?;
-    Ok(format!("{kind}\n{rule}\n"))
+    let when = if at_verify { "verify\n" } else { "" };
+    Ok(format!("{kind}\n{rule}\n{when}"))
 }
 
 /// `X.json`: what `hhtld inspect --json --verify X.hhtld` prints.
@@ -1660,7 +1672,7 @@ pub fn all_files() -> Res<Vec<(PathBuf, Vec<u8>)>> {
         let dir = Path::new("invalid");
         out.push((
             dir.join(format!("{}.expected", v.name)),
-            expected_text(v.rule)?.into_bytes(),
+            expected_text(v.rule, v.at_verify)?.into_bytes(),
         ));
         out.push((dir.join(format!("{}.hhtld", v.name)), v.bytes));
     }

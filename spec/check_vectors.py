@@ -8,7 +8,8 @@ rebuilds the spec-defined fields of `hhtld inspect --json --verify` and
 compares them with the committed X.json, and decodes every row of every
 PALETTE tensor (and every float RAW tensor) bit-exactly against X.rows.json.
 For every vector in spec/vectors/invalid it checks that the file is rejected
-for the rule named on the second line of X.expected. For every vector in
+for the rule named on the second line of X.expected: at open, or, when the
+third line says `verify`, by verification (open accepts it). For every vector in
 spec/vectors/guarded it checks that the file is valid and that exactly the
 tensors listed in X.expected decode (as f32) to more than the default
 expansion limit allows (spec section 7); valid vectors must all be within it.
@@ -286,10 +287,16 @@ def parse_metadata(data, s):
         pos += 4
         if vlen > MAX_METADATA_BYTES or pos + vlen > len(b):
             raise Reject("R-METADATA", "value length")
-        value = decode_utf8(b[pos : pos + vlen], "R-METADATA")
+        # The value's UTF-8 is checked when it is read (metadata_values).
+        out.append((key, b[pos : pos + vlen]))
         pos += vlen
-        out.append((key, value))
     return out
+
+
+def metadata_values(f):
+    """Spec section 5: metadata values are UTF-8, checked when read and by
+    verification, not at open."""
+    return [(k, decode_utf8(v, "R-METADATA")) for k, v in f["metadata"]]
 
 
 def parse_directory(f, dsec, ssec):
@@ -749,8 +756,8 @@ def inspect_json(f, crc_ok):
         ],
         "fisher_z": [{"palette": z["palette"], "k": f["palettes"][z["palette"]]["k"], "gamma": z["gamma"]} for z in f["fishers"]],
         "tensors": [],
-        "metadata": {k: v for k, v in f["metadata"] if not k.startswith("file.")},
-        "metadata_bytes": [{"key": k, "bytes": len(v.encode("utf-8"))} for k, v in f["metadata"]],
+        "metadata": {k: v for k, v in metadata_values(f) if not k.startswith("file.")},
+        "metadata_bytes": [{"key": k, "bytes": len(v)} for k, v in f["metadata"]],
     }
     for t, nbytes in zip(tensors, tbytes):
         q = t["quality"]
@@ -931,11 +938,28 @@ def check_invalid(path, problems):
         problems.append(f"{where}: .expected needs the kind and the rule")
         return
     want = lines[1].strip()
+    # A third line `verify`: open accepts the file and verification (which
+    # reads the data) rejects it.
+    when = lines[2].strip() if len(lines) > 2 else "open"
     try:
         f = parse(path.read_bytes())
     except Reject as e:
-        if e.rule != want:
+        if when != "open":
+            problems.append(f"{where}: rejected at open for {e.rule} ({e}), expected {want} at {when}")
+        elif e.rule != want:
             problems.append(f"{where}: rejected for {e.rule} ({e}), expected {want}")
+        return
+    if when == "verify":
+        if not all(verify(f)):
+            problems.append(f"{where}: a section CRC fails; expected {want} from the data")
+            return
+        try:
+            metadata_values(f)
+        except Reject as e:
+            if e.rule != want:
+                problems.append(f"{where}: verification rejected for {e.rule} ({e}), expected {want}")
+            return
+        problems.append(f"{where}: verified, expected {want}")
         return
     problems.append(f"{where}: accepted, expected {want} (CRCs ok: {all(verify(f))})")
 

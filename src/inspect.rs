@@ -128,13 +128,20 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
         .collect();
     // Model files (`file.*`: tokenizer, config) are listed by name and size
     // in `metadata_bytes`, not dumped: a tokenizer alone is about 0.5 MB.
+    // A value that is not UTF-8 is shown as the R-METADATA error.
     let metadata: serde_json::Map<String, Value> = view
-        .metadata()
+        .metadata_raw()
         .filter(|(k, _)| !k.starts_with(MODEL_FILE_PREFIX))
-        .map(|(k, v)| (k.to_string(), json!(v)))
+        .map(|(k, v)| {
+            let v = match core::str::from_utf8(v) {
+                Ok(v) => json!(v),
+                Err(_) => json!({"error": "value is not valid UTF-8 [R-METADATA]"}),
+            };
+            (k.to_string(), v)
+        })
         .collect();
     let metadata_bytes: Vec<Value> = view
-        .metadata()
+        .metadata_raw()
         .map(|(k, v)| json!({"key": k, "bytes": v.len()}))
         .collect();
     let enc = size.encoded();
@@ -176,7 +183,7 @@ pub fn inspect_json(view: &Hhtld<'_>, verify: bool) -> Value {
     });
     // Figures `encode --eval` stored; present only in files that have them
     // (so the conformance vectors' JSON is unchanged).
-    match EvalRecord::from_entries(view.metadata()) {
+    match EvalRecord::from_view(view) {
         Ok(Some(r)) => out["eval"] = eval_json(&r),
         Ok(None) => {}
         Err(e) => out["eval"] = json!({"error": e.to_string()}),

@@ -184,7 +184,7 @@ fn encode_stores_the_model_files_and_eval_reads_them() {
     ] {
         let want = std::fs::read_to_string(dir.join(rel)).unwrap();
         assert_eq!(
-            file.view().metadata_value(key),
+            file.view().metadata_value(key).unwrap(),
             Some(want.as_str()),
             "{key}"
         );

@@ -35,13 +35,29 @@ fn companion(p: &Path, ext: &str) -> PathBuf {
     p.with_file_name(format!("{stem}.{ext}"))
 }
 
-/// (kind, rule) from an `.expected` file.
-fn expected(p: &Path) -> (String, String) {
+/// (kind, rule, at verify) from an `.expected` file: a third line `verify`
+/// says open accepts the file and verification reports the rule.
+fn expected(p: &Path) -> (String, String, bool) {
     let text = fs::read_to_string(companion(p, "expected")).expect(".expected file");
     let mut lines = text.lines();
     let kind = lines.next().unwrap_or_default().trim().to_owned();
     let rule = lines.next().unwrap_or_default().trim().to_owned();
-    (kind, rule)
+    let at_verify = match lines.next().map(str::trim) {
+        None => false,
+        Some("verify") => true,
+        Some(other) => panic!("{}: unknown third line {other:?}", p.display()),
+    };
+    (kind, rule, at_verify)
+}
+
+/// The error a reader gives for an invalid vector: from open, or, for a
+/// rule checked by verification, from `verify` after an accepted open.
+fn first_error(bytes: &[u8], at_verify: bool) -> Result<(), ReaderError> {
+    let h = Hhtld::from_bytes(bytes)?;
+    if at_verify {
+        h.verify()?;
+    }
+    Ok(())
 }
 
 #[test]
@@ -114,7 +130,7 @@ fn invalid_vectors_are_rejected_with_the_expected_kind_and_rule() {
     assert!(list.len() >= 30, "only {} invalid vectors", list.len());
     let mut wrong = Vec::new();
     for p in &list {
-        let (kind, rule) = expected(p);
+        let (kind, rule, at_verify) = expected(p);
         assert!(
             RULES.contains(&(rule.as_str(), kind.as_str())),
             "{}: ({kind}, {rule}) is not a (rule, kind) pair of FormatError",
@@ -122,10 +138,24 @@ fn invalid_vectors_are_rejected_with_the_expected_kind_and_rule() {
         );
         let bytes = fs::read(p).expect("vector");
         // From a slice and from a memory map: the same error.
-        let results = [
-            Hhtld::from_bytes(&bytes).map(|_| ()),
-            HhtldFile::open(p).map(|_| ()),
-        ];
+        let results = if at_verify {
+            // Open accepts it; verification finds the rule.
+            let opened = HhtldFile::open(p).map(|f| f.view().verify());
+            assert!(
+                matches!(opened, Ok(Err(_))),
+                "{}: open must accept and verify reject",
+                p.display()
+            );
+            [
+                first_error(&bytes, true),
+                opened.and_then(|verified| verified),
+            ]
+        } else {
+            [
+                Hhtld::from_bytes(&bytes).map(|_| ()),
+                HhtldFile::open(p).map(|_| ()),
+            ]
+        };
         for r in results {
             let got = match r {
                 Ok(()) => "accepted".to_owned(),
@@ -147,7 +177,8 @@ fn every_invalid_vector_error_names_its_place_and_a_file_offset_inside_it() {
     let mut places = BTreeSet::new();
     for p in &vectors("invalid") {
         let bytes = fs::read(p).expect("vector");
-        let Err(ReaderError::Format(e)) = Hhtld::from_bytes(&bytes) else {
+        let (_, _, at_verify) = expected(p);
+        let Err(ReaderError::Format(e)) = first_error(&bytes, at_verify) else {
             panic!("{}: not a format error", p.display());
         };
         let place = e.place();

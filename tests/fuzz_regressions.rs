@@ -68,6 +68,7 @@ fn read_all(h: &Hhtld<'_>) -> Result<Outcome, ReaderError> {
     assert!(render_text(&report, Show::ALL).starts_with("hhtld "));
     let _ = SizeReport::from_layout(h.layout(), h.bytes()).to_json();
     let _: Vec<_> = h.metadata().collect();
+    let _: Vec<_> = h.metadata_raw().collect();
     for i in 0..h.palette_count() {
         let p = h.palette(i)?;
         for e in 0..=p.stored_entries() {

@@ -257,8 +257,10 @@ impl Sources<'_> {
         if let Some(p) = explicit {
             return read_text(p).map(Some);
         }
-        if let Some(v) = self.hhtld.and_then(|f| f.view().metadata_value(key)) {
-            return Ok(Some(v.to_owned()));
+        if let Some(f) = self.hhtld {
+            if let Some(v) = f.view().metadata_value(key)? {
+                return Ok(Some(v.to_owned()));
+            }
         }
         match self.dir.map(|d| d.join(rel)) {
             Some(p) if p.is_file() => read_text(&p).map(Some),

@@ -71,6 +71,19 @@ impl EvalRecord {
         out
     }
 
+    /// Reads the record from a file's metadata (only the `eval.*` values
+    /// are read, so a large stored model file is not scanned).
+    pub fn from_view(view: &hhtld_reader::Hhtld<'_>) -> Result<Option<EvalRecord>> {
+        let mut found = Vec::new();
+        for (k, v) in view.metadata_raw() {
+            if k.starts_with(EVAL_PREFIX) {
+                let v = core::str::from_utf8(v).map_err(|_| bad(k, "not UTF-8"))?;
+                found.push((k, v));
+            }
+        }
+        EvalRecord::from_entries(found)
+    }
+
     /// Reads the record from metadata entries: `Ok(None)` when no `eval.*`
     /// key is present; an error naming the key when some are but one is
     /// missing or does not parse (a damaged or hand-edited record).

@@ -111,7 +111,9 @@ fn the_rich_file_is_valid() {
     assert_eq!(l.tensor_index(&b, "enc.b"), Some(1));
     assert_eq!(l.tensor_index(&b, "enc"), None);
     assert_eq!(l.metadata_entries.len(), 2);
-    assert_eq!(l.metadata_entry(&b, 1), Some(("b", "two")));
+    assert_eq!(l.metadata_entry(&b, 1).unwrap().unwrap(), ("b", "two"));
+    assert_eq!(l.metadata_raw(&b, 1), Some(("b", &b"two"[..])));
+    assert!(l.metadata_entry(&b, 2).is_none());
     for i in 0..l.sections.len() {
         assert!(l.section_crc_ok(&b, i));
     }
@@ -280,4 +282,36 @@ fn name_lookup_and_duplicates_over_many_tensors() {
         matches!(&e, FormatError::NameDup { tensor: 2, first: 0, name } if name == "x"),
         "{e:?}"
     );
+}
+
+#[test]
+fn a_metadata_value_that_is_not_utf8_is_reported_when_read_not_at_open() {
+    // Open reads no value (spec §5): the file parses, the bad value is
+    // R-METADATA at its first bad byte when read or verified, and the good
+    // one still reads.
+    let mut m = rich_model();
+    let s = sec_of(&m, SectionKind::Metadata);
+    let mut raw = Vec::new();
+    for (k, v) in [(&b"a"[..], &b"ok"[..]), (b"b", b"x\xFFy")] {
+        raw.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        raw.extend_from_slice(k);
+        raw.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        raw.extend_from_slice(v);
+    }
+    m.secs[s].data = raw;
+    let b = m.build();
+    let l = parse(&b).expect("open does not read values");
+    let base = l.sections[s].offset as u64;
+    assert_eq!(l.metadata_entry(&b, 0).unwrap().unwrap(), ("a", "ok"));
+    assert_eq!(l.metadata_raw(&b, 1), Some(("b", &b"x\xFFy"[..])));
+    let e = l.metadata_entry(&b, 1).unwrap().unwrap_err();
+    // Entry 1's value starts after entry 0 (4 + 1 + 4 + 2) and its key
+    // (4 + 1) and length (4); the bad byte is its second.
+    let at = base + 11 + 5 + 4 + 1;
+    assert_eq!((e.rule(), e.offset()), ("R-METADATA", Some(at)), "{e}");
+    assert!(
+        matches!(e, FormatError::BadMetadata { entry: 1, .. }),
+        "{e:?}"
+    );
+    assert_eq!(l.check_metadata_values(&b).unwrap_err(), e);
 }

@@ -312,7 +312,16 @@ pub fn views(h: &Hhtld<'_>) {
     assert!(h.tensor_record(h.tensor_count()).is_none());
 
     // Metadata: strictly increasing keys, each found by lookup.
-    let meta: Vec<(&str, &str)> = h.metadata().collect();
+    // Values are checked when read: the raw listing is total, and every
+    // value either reads or is an R-METADATA error.
+    let raw: Vec<(&str, &[u8])> = h.metadata_raw().collect();
+    let meta: Vec<(&str, &str)> = h.metadata_raw().map(|(k, _)| (k, "")).collect();
+    for (r, m) in h.metadata().zip(&raw) {
+        match r {
+            Ok((k, v)) => assert_eq!((k, v.as_bytes()), *m),
+            Err(e) => assert_eq!(e.format_error().map(|f| f.rule()), Some("R-METADATA"), "{e}"),
+        }
+    }
     for w in meta.windows(2) {
         assert!(
             w[0].0 < w[1].0,
@@ -320,8 +329,9 @@ pub fn views(h: &Hhtld<'_>) {
             (w[0].0, w[1].0)
         );
     }
-    for (k, v) in &meta {
-        assert_eq!(h.metadata_value(k), Some(*v));
+    for (r, (k, _)) in h.metadata().zip(&raw) {
+        let by_key = h.metadata_value(k).map_err(|e| e.to_string());
+        assert_eq!(by_key, r.map(|(_, v)| Some(v)).map_err(|e| e.to_string()));
     }
 
     // Palettes: every stored entry, in its element type only.

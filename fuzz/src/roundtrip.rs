@@ -554,6 +554,7 @@ pub fn run(input: &Input) {
     // Metadata.
     let got: Vec<(String, String)> = h
         .metadata()
+        .map(|r| r.expect("written metadata is UTF-8"))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let want: Vec<(String, String)> = meta.into_iter().collect();

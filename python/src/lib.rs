@@ -471,7 +471,8 @@ impl Reader {
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let f = self.file()?;
         let d = PyDict::new(py);
-        for (k, v) in f.view().metadata() {
+        for entry in f.view().metadata() {
+            let (k, v) = entry.map_err(|e| error::to_py(py, e))?;
             d.set_item(k, v)?;
         }
         Ok(d)

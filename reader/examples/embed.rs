@@ -22,8 +22,11 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     // --- loading a model from a .hhtld file ---
     let backend = HhtldBackend::open(&path)?;
     let meta = |key: &str| -> Result<String, String> {
-        let value = backend.file().view().metadata_value(key).map(str::to_owned);
-        value.ok_or(format!("{path} has no {key}"))
+        match backend.file().view().metadata_value(key) {
+            Ok(Some(v)) => Ok(v.to_owned()),
+            Ok(None) => Err(format!("{path} has no {key}")),
+            Err(e) => Err(format!("{path}: {e}")),
+        }
     };
     let config: Config = serde_json::from_str(&meta("file.config.json")?)?;
     let mut tokenizer = Tokenizer::from_bytes(meta("file.tokenizer.json")?)?;

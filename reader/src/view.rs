@@ -170,21 +170,43 @@ impl<'a> Hhtld<'a> {
         &self.layout.sections
     }
 
-    /// Metadata pairs in key order.
-    pub fn metadata(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + '_ {
+    /// Metadata pairs in key order. Values are checked as UTF-8 here, when
+    /// read, not at open (spec §5): a value that is not is an R-METADATA
+    /// error naming its entry and offset.
+    pub fn metadata(
+        &self,
+    ) -> impl ExactSizeIterator<Item = Result<(&'a str, &'a str), ReaderError>> + '_ {
         let bytes = self.bytes;
-        (0..self.layout.metadata_entries.len())
-            .map(move |i| self.layout.metadata_entry(bytes, i).unwrap_or(("", "")))
+        (0..self.layout.metadata_entries.len()).map(move |i| {
+            self.layout
+                .metadata_entry(bytes, i)
+                .unwrap_or(Ok(("", "")))
+                .map_err(ReaderError::from)
+        })
     }
 
-    /// The metadata value of `key`.
-    pub fn metadata_value(&self, key: &str) -> Option<&'a str> {
+    /// Metadata pairs in key order with each value's bytes unchecked (for
+    /// listing sizes, or values a caller parses as bytes).
+    pub fn metadata_raw(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + '_ {
+        let bytes = self.bytes;
+        (0..self.layout.metadata_entries.len())
+            .map(move |i| self.layout.metadata_raw(bytes, i).unwrap_or(("", &[])))
+    }
+
+    /// The metadata value of `key` (`Ok(None)` when there is no such key);
+    /// a value that is not UTF-8 is an R-METADATA error.
+    pub fn metadata_value(&self, key: &str) -> Result<Option<&'a str>, ReaderError> {
         let entries = &self.layout.metadata_entries;
         let bytes = self.bytes;
-        let i = entries
+        let Ok(i) = entries
             .binary_search_by(|e| bytes.get(e.key.clone()).unwrap_or(&[]).cmp(key.as_bytes()))
-            .ok()?;
-        self.layout.metadata_entry(bytes, i).map(|(_, v)| v)
+        else {
+            return Ok(None);
+        };
+        match self.layout.metadata_entry(bytes, i) {
+            Some(r) => Ok(Some(r?.1)),
+            None => Ok(None),
+        }
     }
 
     /// Number of tensors.
@@ -265,11 +287,12 @@ impl<'a> Hhtld<'a> {
         })
     }
 
-    /// Checks every section CRC (in parallel); the first mismatch, by
-    /// section index, is the error.
+    /// Checks every section CRC (in parallel; the first mismatch, by
+    /// section index, is the error), then that every metadata value is
+    /// UTF-8 (the rest of R-METADATA, which open leaves to reading).
     pub fn verify(&self) -> Result<(), ReaderError> {
         match self.verify_sections().into_iter().find(|s| !s.ok()) {
-            None => Ok(()),
+            None => Ok(self.layout.check_metadata_values(self.bytes)?),
             Some(s) => Err(ReaderError::Crc {
                 section: s.index,
                 kind: s.raw_kind,

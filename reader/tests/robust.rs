@@ -14,7 +14,8 @@ fn exercise(bytes: Vec<u8>) {
     };
     let h = f.view();
     let _ = h.verify();
-    let _ = h.metadata().count();
+    let _ = h.metadata().filter(Result::is_ok).count();
+    let _ = h.metadata_raw().count();
     for p in 0..h.palette_count() {
         let v = h.palette(p).unwrap();
         for e in 0..=v.stored_entries() {

@@ -27,10 +27,12 @@ fn file_level_accessors() {
     );
     assert_eq!(h.sections().len(), 12);
     assert_eq!(h.sections()[2].kind, Some(SectionKind::Palette));
-    let meta: Vec<_> = h.metadata().collect();
+    let meta: Vec<_> = h.metadata().map(Result::unwrap).collect();
     assert_eq!(meta, [("a", "1"), ("b", "two")]);
-    assert_eq!(h.metadata_value("b"), Some("two"));
-    assert_eq!(h.metadata_value("c"), None);
+    let raw: Vec<_> = h.metadata_raw().collect();
+    assert_eq!(raw, [("a", &b"1"[..]), ("b", &b"two"[..])]);
+    assert_eq!(h.metadata_value("b").unwrap(), Some("two"));
+    assert_eq!(h.metadata_value("c").unwrap(), None);
     assert_eq!(h.tensor_count(), 3);
     let names: Vec<_> = h.tensors().map(|t| t.name()).collect();
     assert_eq!(names, ["enc.w", "enc.b", "ids"]);

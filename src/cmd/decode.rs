@@ -206,13 +206,13 @@ pub fn run(
     check_expansion(&plans, view.expansion_budget(), &file)?;
 
     // Metadata that came from the source file goes back under its own key.
-    let meta: serde_json::Map<String, serde_json::Value> = view
-        .metadata()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("source.")
-                .map(|k| (k.to_owned(), serde_json::Value::from(v)))
-        })
-        .collect();
+    let mut meta = serde_json::Map::new();
+    for entry in view.metadata() {
+        let (k, v) = entry?;
+        if let Some(k) = k.strip_prefix("source.") {
+            meta.insert(k.to_owned(), serde_json::Value::from(v));
+        }
+    }
     let head = header(&plans, &meta);
 
     let tmp = temp_path(dest);

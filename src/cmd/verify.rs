@@ -52,7 +52,7 @@ pub fn run(
         .collect();
     failed += missing.len();
     // Model-level figures stored by `encode --eval`: recomputed from scratch.
-    let eval = match EvalRecord::from_entries(view.metadata())? {
+    let eval = match EvalRecord::from_view(&view)? {
         Some(stored) => {
             let e = recheck_eval(&file, orig, &stored, text)?;
             if e["ok"] == json!(false) {

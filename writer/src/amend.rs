@@ -18,8 +18,8 @@
 //! w.finish()?;
 //! hhtld_writer::amend::amend_metadata(&path, &path, &[("b".into(), "2".into())])?;
 //! let f = hhtld_reader::HhtldFile::open(&path)?;
-//! assert_eq!(f.view().metadata_value("a"), Some("1"));
-//! assert_eq!(f.view().metadata_value("b"), Some("2"));
+//! assert_eq!(f.view().metadata_value("a")?, Some("1"));
+//! assert_eq!(f.view().metadata_value("b")?, Some("2"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -74,7 +74,8 @@ pub fn amend_metadata(
 
     let mut meta: BTreeMap<&str, &str> = (0..layout.metadata_entries.len())
         .filter_map(|i| layout.metadata_entry(bytes, i))
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
     for (k, v) in entries {
         meta.insert(k, v);
     }
@@ -220,7 +221,7 @@ mod tests {
             }
             let f = hhtld_reader::HhtldFile::open(&dst).unwrap();
             let v = f.view();
-            let got: Vec<(&str, &str)> = v.metadata().collect();
+            let got: Vec<(&str, &str)> = v.metadata().map(Result::unwrap).collect();
             let want: &[(&str, &str)] = if had_metadata {
                 &[("k", "new"), ("m", "x"), ("z", "kept")]
             } else {
@@ -238,7 +239,7 @@ mod tests {
         file(&path, true);
         amend_metadata(&path, &path, &[("n".into(), "1".into())]).unwrap();
         let f = hhtld_reader::HhtldFile::open(&path).unwrap();
-        assert_eq!(f.view().metadata_value("n"), Some("1"));
+        assert_eq!(f.view().metadata_value("n").unwrap(), Some("1"));
         drop(f);
 
         // One flipped byte in tensor a's data: refused, destination kept.

@@ -548,7 +548,7 @@ fn check_with_reader(p: &Plan, f: &[u8]) {
         assert_eq!((tv.dtype(), tv.regime()), (r.dtype, r.regime));
         assert_eq!(tv.raw_bytes(), Some(r.bytes.as_slice()));
     }
-    let mut meta: Vec<(&str, &str)> = h.metadata().collect();
+    let mut meta: Vec<(&str, &str)> = h.metadata().map(Result::unwrap).collect();
     let mut want: Vec<(&str, &str)> = Vec::new();
     for (k, v) in &p.metadata {
         want.retain(|(wk, _)| wk != k);

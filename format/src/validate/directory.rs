@@ -406,9 +406,9 @@ pub(super) fn parse_metadata(bytes: &[u8], sec: &Section) -> Result<Vec<MetaEntr
         if value.end > range.end {
             return Err(err(pos, "value runs past the section end"));
         }
-        if core::str::from_utf8(&bytes[value.clone()]).is_err() {
-            return Err(err(value.start, "value is not valid UTF-8"));
-        }
+        // The value's UTF-8 is checked when it is read and by
+        // verification (spec §5): values can hold megabytes of model files,
+        // and open stays proportional to the directory.
         pos = value.end;
         prev_key = Some(key.clone());
         entries.push(MetaEntry { key, value });

@@ -203,7 +203,8 @@ impl Tensor {
     }
 }
 
-/// One metadata key/value pair (both valid UTF-8).
+/// One metadata key/value pair: the key checked as UTF-8 at open, the value
+/// when it is read ([`Layout::metadata_entry`], [`Layout::check_metadata_values`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaEntry {
     /// Bytes of the key in the file.
@@ -271,12 +272,43 @@ impl Layout {
         })
     }
 
-    /// Metadata entry `i` as `(key, value)`.
-    pub fn metadata_entry<'a>(&self, bytes: &'a [u8], i: usize) -> Option<(&'a str, &'a str)> {
+    /// Metadata entry `i` as its key and the value's bytes, unchecked
+    /// (`None` when `i` is out of range).
+    pub fn metadata_raw<'a>(&self, bytes: &'a [u8], i: usize) -> Option<(&'a str, &'a [u8])> {
         let e = self.metadata_entries.get(i)?;
         let k = core::str::from_utf8(bytes.get(e.key.clone())?).ok()?;
-        let v = core::str::from_utf8(bytes.get(e.value.clone())?).ok()?;
-        Some((k, v))
+        Some((k, bytes.get(e.value.clone())?))
+    }
+
+    /// Metadata entry `i` as `(key, value)` (`None` when `i` is out of
+    /// range); a value that is not UTF-8 is R-METADATA at its offset.
+    pub fn metadata_entry<'a>(
+        &self,
+        bytes: &'a [u8],
+        i: usize,
+    ) -> Option<Result<(&'a str, &'a str), FormatError>> {
+        let (k, v) = self.metadata_raw(bytes, i)?;
+        let start = self.metadata_entries.get(i)?.value.start;
+        Some(match core::str::from_utf8(v) {
+            Ok(v) => Ok((k, v)),
+            Err(e) => Err(FormatError::BadMetadata {
+                entry: i as u32,
+                offset: u64_of(start + e.valid_up_to()),
+                reason: "value is not valid UTF-8",
+            }),
+        })
+    }
+
+    /// Checks that every metadata value is UTF-8 (the part of R-METADATA
+    /// that reads the values, left out of [`parse`]); the first bad value is
+    /// the error.
+    pub fn check_metadata_values(&self, bytes: &[u8]) -> Result<(), FormatError> {
+        for i in 0..self.metadata_entries.len() {
+            if let Some(Err(e)) = self.metadata_entry(bytes, i) {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// CRC32 of section `i` as it is in `bytes`, or `None` when out of range.
@@ -295,7 +327,9 @@ impl Layout {
 }
 
 /// Validates `bytes` as an hhtld file (every rule of spec §1–§5 except the
-/// section CRCs) and describes it.
+/// section CRCs and the UTF-8 of metadata values, which read the data: see
+/// [`Layout::section_crc_ok`] and [`Layout::check_metadata_values`]) and
+/// describes it, in time proportional to the directory and metadata keys.
 ///
 /// Checks run in spec order: length, magic, major version, header CRC, then
 /// everything else; the first violated rule is returned.
