@@ -24,6 +24,11 @@ use hhtld_writer::report::SizeReport;
 mod repair;
 use repair::fix_crcs;
 
+/// The reader tests' walk over palettes, FisherZ tables and bases.
+#[path = "../reader/tests/views_walk/mod.rs"]
+mod views_walk;
+use views_walk::read_shared_objects;
+
 /// Most values one tensor's decode may produce here; a valid header may
 /// claim more than a test should allocate.
 const MAX_DECODE: usize = 1 << 22;
@@ -69,23 +74,7 @@ fn read_all(h: &Hhtld<'_>) -> Result<Outcome, ReaderError> {
     let _ = SizeReport::from_layout(h.layout(), h.bytes()).to_json();
     let _: Vec<_> = h.metadata().collect();
     let _: Vec<_> = h.metadata_raw().collect();
-    for i in 0..h.palette_count() {
-        let p = h.palette(i)?;
-        for e in 0..=p.stored_entries() {
-            let _ = p.entry_f32_vec(e);
-        }
-        if let Some(f) = h.fisher_for_palette(i) {
-            for a in 0..=f.k() {
-                let _ = f.get(a, a);
-            }
-        }
-    }
-    for i in 0..h.basis_count() {
-        let b = h.basis(i)?;
-        for r in 0..=b.rows() {
-            let _ = b.row(r);
-        }
-    }
+    read_shared_objects(h)?;
     let mut decoded = 0;
     for t in h.tensors() {
         let float = t.encoding() == Encoding::Palette

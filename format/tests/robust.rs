@@ -31,15 +31,13 @@ proptest! {
 
     #[test]
     fn random_edits_never_panic(
-        edits in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..8),
+        edits in xor_edits(8),
         fix_crc in any::<bool>(),
         cut in prop::option::of(any::<prop::sample::Index>()),
     ) {
         let mut b = rich().0.build();
-        for (at, x) in edits {
-            let i = at.index(b.len());
-            b[i] ^= x;
-        }
+        let n = b.len();
+        apply_xor(&mut b, 0, n, &edits);
         if fix_crc && b.len() >= 64 {
             fix_header_crc(&mut b);
         }

@@ -3,10 +3,12 @@
 
 #[path = "../../format/tests/common/mod.rs"]
 mod asm;
+mod views_walk;
 
 use asm::*;
 use hhtld_reader::HhtldFile;
 use proptest::prelude::*;
+use views_walk::read_shared_objects;
 
 fn exercise(bytes: Vec<u8>) {
     let Ok(f) = HhtldFile::from_vec(bytes) else {
@@ -16,20 +18,7 @@ fn exercise(bytes: Vec<u8>) {
     let _ = h.verify();
     let _ = h.metadata().filter(Result::is_ok).count();
     let _ = h.metadata_raw().count();
-    for p in 0..h.palette_count() {
-        let v = h.palette(p).unwrap();
-        for e in 0..=v.stored_entries() {
-            let _ = v.entry_f32_vec(e);
-        }
-        if let Some(fz) = h.fisher_for_palette(p) {
-            for i in 0..=fz.k() {
-                let _ = fz.get(i, i);
-            }
-        }
-    }
-    for b in 0..h.basis_count() {
-        let _ = h.basis(b).unwrap().row(0);
-    }
+    read_shared_objects(&h).unwrap();
     for t in h.tensors() {
         let _ = t.decode();
         for r in 0..=t.n_rows().min(4) {
@@ -53,14 +42,12 @@ proptest! {
 
     #[test]
     fn views_of_edited_files_never_panic(
-        edits in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..6),
+        edits in xor_edits(6),
         in_directory in any::<bool>(),
     ) {
         let mut b = rich().0.build();
         let (off, len) = if in_directory { section_span(&mut b, DIR as usize) } else { (0, b.len()) };
-        for (at, x) in edits {
-            b[off + at.index(len)] ^= x;
-        }
+        apply_xor(&mut b, off, len, &edits);
         exercise(b);
     }
 }

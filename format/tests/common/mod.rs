@@ -277,6 +277,28 @@ pub fn section_span(bytes: &mut [u8], i: usize) -> (usize, usize) {
     (e.offset.get() as usize, e.length.get() as usize)
 }
 
+/// 1 to `max - 1` random byte edits, each a position (an index into the
+/// span it is applied to) and a non-zero XOR mask, so every edit changes
+/// its byte.
+pub fn xor_edits(
+    max: usize,
+) -> impl proptest::strategy::Strategy<Value = Vec<(proptest::sample::Index, u8)>> {
+    use proptest::prelude::*;
+    prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..max)
+}
+
+/// Applies `edits` (see [`xor_edits`]) to `bytes[off..off + len]`.
+pub fn apply_xor(
+    bytes: &mut [u8],
+    off: usize,
+    len: usize,
+    edits: &[(proptest::sample::Index, u8)],
+) {
+    for (at, x) in edits {
+        bytes[off + at.index(len)] ^= x;
+    }
+}
+
 /// Recomputes `header_crc` from bytes 0..60 and the table the header points to.
 pub fn fix_header_crc(bytes: &mut [u8]) {
     let h = Header::ref_from_prefix(bytes).unwrap().0;
