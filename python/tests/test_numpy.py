@@ -17,22 +17,19 @@ from conftest import run_cli
 
 EMB = "embeddings.word_embeddings.weight"
 
+# numpy type of every stored dtype name, spelled out from the name itself
+# ("I16" -> int16) rather than copied from the package's own table.
 NP_TYPES = {
-    "F32": np.float32,
-    "F16": np.float16,
-    "F64": np.float64,
+    "BOOL": np.bool_,
     "BF16": ml_dtypes.bfloat16,
     "F8_E4M3": ml_dtypes.float8_e4m3fn,
     "F8_E5M2": ml_dtypes.float8_e5m2,
-    "BOOL": np.bool_,
-    "U8": np.uint8,
-    "I8": np.int8,
-    "I16": np.int16,
-    "U16": np.uint16,
-    "I32": np.int32,
-    "U32": np.uint32,
-    "I64": np.int64,
-    "U64": np.uint64,
+    **{f"F{bits}": getattr(np, f"float{bits}") for bits in (16, 32, 64)},
+    **{
+        f"{kind}{bits}": getattr(np, f"{prefix}{bits}")
+        for kind, prefix in (("I", "int"), ("U", "uint"))
+        for bits in (8, 16, 32, 64)
+    },
 }
 
 
