@@ -30,6 +30,15 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// An F32 tensor of `values` for [`write_model`].
+fn f32_tensor<'a>(
+    name: &'a str,
+    shape: &[usize],
+    values: &[f32],
+) -> (&'a str, Dtype, Vec<usize>, Vec<u8>) {
+    (name, Dtype::F32, shape.to_vec(), f32_bytes(values))
+}
+
 /// Writes a safetensors file of `(name, dtype, shape, bytes)`.
 fn write_model(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
     let views: Vec<(String, TensorView<'_>)> = tensors
@@ -63,32 +72,12 @@ fn odd_model(dir: &Dir) -> String {
     write_model(
         &dir.path("in.safetensors"),
         &[
-            (
-                "model.wide.weight",
-                Dtype::F32,
-                vec![300, 70],
-                f32_bytes(&wide),
-            ),
-            (
-                "model.cube.weight",
-                Dtype::F32,
-                vec![40, 8, 16],
-                f32_bytes(&cube),
-            ),
-            (
-                "model.row.weight",
-                Dtype::F32,
-                vec![1, 4102],
-                f32_bytes(&one_row),
-            ),
-            (
-                "model.col.weight",
-                Dtype::F32,
-                vec![5000, 1],
-                f32_bytes(&one_col),
-            ),
+            f32_tensor("model.wide.weight", &[300, 70], &wide),
+            f32_tensor("model.cube.weight", &[40, 8, 16], &cube),
+            f32_tensor("model.row.weight", &[1, 4102], &one_row),
+            f32_tensor("model.col.weight", &[5000, 1], &one_col),
             ("model.position_ids", Dtype::I64, vec![1, 512], ids),
-            ("model.wide.bias", Dtype::F32, vec![70], f32_bytes(&bias)),
+            f32_tensor("model.wide.bias", &[70], &bias),
         ],
     );
     dir.s("in.safetensors")
@@ -283,12 +272,7 @@ fn require_gates_fails_when_a_gate_is_missed_and_output_still_lands() {
     let input = dir.path("emb.safetensors");
     write_model(
         &input,
-        &[(
-            "model.embed_tokens.weight",
-            Dtype::F32,
-            vec![2000, 64],
-            f32_bytes(&emb),
-        )],
+        &[f32_tensor("model.embed_tokens.weight", &[2000, 64], &emb)],
     );
     let out = dir.s("emb.hhtld");
     let o = encode_gated(input.to_str().unwrap(), &out, "hhtl");
@@ -386,21 +370,11 @@ fn a_sharded_model_encodes_through_its_index() {
     let b = weights(256 * 64, 12);
     write_model(
         &dir.path("model-00001-of-00002.safetensors"),
-        &[(
-            "layers.0.mlp.up_proj.weight",
-            Dtype::F32,
-            vec![256, 64],
-            f32_bytes(&a),
-        )],
+        &[f32_tensor("layers.0.mlp.up_proj.weight", &[256, 64], &a)],
     );
     write_model(
         &dir.path("model-00002-of-00002.safetensors"),
-        &[(
-            "layers.1.mlp.up_proj.weight",
-            Dtype::F32,
-            vec![256, 64],
-            f32_bytes(&b),
-        )],
+        &[f32_tensor("layers.1.mlp.up_proj.weight", &[256, 64], &b)],
     );
     let index = dir.path("model.safetensors.index.json");
     std::fs::write(

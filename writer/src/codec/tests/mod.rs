@@ -225,17 +225,17 @@ fn kernel_decode_matches_the_bytes_for_every_option() {
                 .with_row_scale(true)
         },
         CodecSpec::vq(8, 1).with_slot_l(true),
+        // The compact profile's codec (row scales, joint refinement) with a
+        // narrower first stage, three stages and a width-5 later shape.
         CodecSpec {
+            d: 2,
+            stages: 3,
             later: Some(StageShape {
                 d: 5,
                 bits: 4,
                 k: 16,
             }),
-            kmeans: KmeansParams {
-                joint: 2,
-                ..KmeansParams::default()
-            },
-            ..CodecSpec::vq(2, 3).with_row_scale(true)
+            ..CodecSpec::compact()
         },
         CodecSpec {
             later: Some(StageShape {
