@@ -49,31 +49,31 @@ fn pal_values(k: usize, d: usize, seed: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Adds a palette of `k` entries of width `d` holding `pal_values(k, d, seed)`.
+fn add_pal_values<W: Write + Seek>(
+    w: &mut Writer<W>,
+    (k, d, bits): (usize, usize, u8),
+    elem: ElemType,
+    seed: f32,
+) -> PaletteId {
+    let values = pal_values(k, d, seed);
+    w.add_palette(PaletteSpec {
+        k,
+        d,
+        bits,
+        elem,
+        values: &values,
+    })
+    .unwrap()
+}
+
 /// A file using every feature: two palettes (4- and 8-bit, bf16 and f16),
 /// a computed and an explicit FisherZ table, a basis, a two-stage tensor
 /// with scales, SlotL and quality, a one-stage tensor with an odd `n_sub`,
 /// raw tensors and metadata.
 fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
-    let p0v = pal_values(5, 3, 0.0);
-    let p0 = w
-        .add_palette(PaletteSpec {
-            k: 5,
-            d: 3,
-            bits: 4,
-            elem: ElemType::Bf16,
-            values: &p0v,
-        })
-        .unwrap();
-    let p1v = pal_values(200, 1, 1.0);
-    let p1 = w
-        .add_palette(PaletteSpec {
-            k: 200,
-            d: 1,
-            bits: 8,
-            elem: ElemType::F16,
-            values: &p1v,
-        })
-        .unwrap();
+    let p0 = add_pal_values(w, (5, 3, 4), ElemType::Bf16, 0.0);
+    let p1 = add_pal_values(w, (200, 1, 8), ElemType::F16, 1.0);
     w.add_fisher_z(p0).unwrap();
     let mut t1 = vec![0i8; 200 * 200];
     t1[1] = 5;
@@ -304,16 +304,7 @@ fn file_starts_at_the_writer_position() {
 #[test]
 fn report_adds_up_and_splits_shared_bytes() {
     let mut w = mem();
-    let pv = pal_values(3, 2, 0.0);
-    let p = w
-        .add_palette(PaletteSpec {
-            k: 3,
-            d: 2,
-            bits: 4,
-            elem: ElemType::F32,
-            values: &pv,
-        })
-        .unwrap();
+    let p = add_pal_values(&mut w, (3, 2, 4), ElemType::F32, 0.0);
     w.add_fisher_z(p).unwrap();
     let _unused = w
         .add_palette(PaletteSpec {

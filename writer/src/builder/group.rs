@@ -7,7 +7,7 @@ use std::io::{Seek, Write};
 
 use hhtld_format::{Dtype, Regime, Role};
 
-use super::{BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, SlotL, Stage, Writer};
+use super::{BasisId, EncodedTensor, PaletteId, Quality, SlotL, Stage, Writer};
 use crate::codec::{EncodedGroup, SCALE_ELEM};
 use crate::error::WriteError;
 
@@ -51,13 +51,7 @@ impl<W: Write + Seek> Writer<W> {
     ) -> Result<GroupIds, WriteError> {
         let mut palettes = Vec::with_capacity(group.palettes.len());
         for p in &group.palettes {
-            let id = self.add_palette(PaletteSpec {
-                k: p.k,
-                d: p.d,
-                bits: p.bits,
-                elem: p.elem,
-                values: &p.values,
-            })?;
+            let id = self.add_palette(p.spec())?;
             if fisher_z {
                 self.add_fisher_z(id)?;
             }

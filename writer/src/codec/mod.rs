@@ -251,6 +251,17 @@ impl PaletteData {
     pub fn section_len(&self) -> usize {
         (1usize << self.bits) * self.d * self.elem.size()
     }
+
+    /// The palette as the builder takes it ([`crate::builder::Writer::add_palette`]).
+    pub fn spec(&self) -> crate::builder::PaletteSpec<'_> {
+        crate::builder::PaletteSpec {
+            k: self.k,
+            d: self.d,
+            bits: self.bits,
+            elem: self.elem,
+            values: &self.values,
+        }
+    }
 }
 
 /// One tensor's SlotL coefficients.
