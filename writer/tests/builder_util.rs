@@ -196,10 +196,14 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         assert_eq!(sections[sec as usize].kind, kind, "section {sec} kind");
         refs[sec as usize] += 1;
     };
-    let mut o = 32;
+    // After the 32-byte header: palette, basis and FisherZ records (32
+    // bytes each), then tensor records (160 bytes); the size check above
+    // holds them all.
+    let (pal_recs, rest) = dir[32..].split_at(32 * np);
+    let (bas_recs, rest) = rest.split_at(32 * nb);
+    let (fis_recs, ten_recs) = rest.split_at(32 * nf);
     let mut palettes = Vec::new();
-    for _ in 0..np {
-        let r = &dir[o..o + 32];
+    for r in pal_recs.chunks_exact(32) {
         let p = Pal {
             section: u32_at(r, 0),
             d: u32_at(r, 4) as usize,
@@ -219,11 +223,9 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
             "palette len"
         );
         palettes.push(p);
-        o += 32;
     }
     let mut bases = Vec::new();
-    for _ in 0..nb {
-        let r = &dir[o..o + 32];
+    for r in bas_recs.chunks_exact(32) {
         let ba = Bas {
             section: u32_at(r, 0),
             n_cols: u32_at(r, 4) as usize,
@@ -236,11 +238,9 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         let esz = if ba.elem == 1 { 4 } else { 2 };
         assert_eq!(sections[ba.section as usize].len, 8 * ba.n_cols * esz);
         bases.push(ba);
-        o += 32;
     }
     let mut fishers: Vec<Fis> = Vec::new();
-    for _ in 0..nf {
-        let r = &dir[o..o + 32];
+    for r in fis_recs.chunks_exact(32) {
         let f = Fis {
             section: u32_at(r, 0),
             palette: u32_at(r, 4),
@@ -256,11 +256,9 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
         );
         reference(f.section, 6);
         fishers.push(f);
-        o += 32;
     }
     let mut tensors: Vec<Ten> = Vec::new();
-    for _ in 0..nt {
-        let r = &dir[o..o + 160];
+    for r in ten_recs.chunks_exact(160) {
         let (off, len) = (u32_at(r, 0) as usize, u32_at(r, 4) as usize);
         assert!((1..=4096).contains(&len));
         let name = std::str::from_utf8(&strings[off..off + len])
@@ -345,7 +343,6 @@ pub fn spec_parse(b: &[u8]) -> Parsed {
             }
         }
         tensors.push(t);
-        o += 160;
     }
     for (i, s) in sections.iter().enumerate() {
         if s.kind >= 4 {
