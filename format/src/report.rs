@@ -41,6 +41,7 @@
 //! lives in `format` so that read-only tools need no writer.
 
 use std::fmt;
+use std::ops::Range;
 
 use crate::layout::{align64, HEADER_LEN, SECTION_ENTRY_LEN};
 use crate::validate::{Layout, Quality};
@@ -195,6 +196,11 @@ pub struct SizeReport {
     /// Payload of sections of kinds this version does not know (optional
     /// sections of a newer minor version); not in `by_kind`.
     pub unknown_bytes: u64,
+}
+
+/// The length of each section range, as payload bytes.
+fn range_lens<'a>(ranges: impl Iterator<Item = &'a Range<usize>>) -> Vec<u64> {
+    ranges.map(|r| r.len() as u64).collect()
 }
 
 fn ratio(bytes: u64, bf16: u64) -> Option<f64> {
@@ -398,27 +404,18 @@ pub struct SectionBytes {
     pub length: u64,
 }
 
-/// One tensor as the accounting sees it.
+/// One tensor as the accounting sees it: its line of the report, and the
+/// shared objects whose bytes [`SizeReport::compute`] splits among their
+/// users.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorAccount {
-    /// Name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Regime.
-    pub regime: Regime,
-    /// Encoding.
-    pub encoding: Encoding,
-    /// Elements.
-    pub numel: u64,
-    /// Payload of its own sections (RAW or ENTRY, SCALE, SLOT_L).
-    pub own_bytes: u64,
+    /// The tensor's report line; its `shared_bytes` is not read (use 0):
+    /// `compute` sets it from `palettes` and `basis`.
+    pub line: TensorBytes,
     /// Palette indices it uses (a palette used by two stages counts once).
     pub palettes: Vec<u32>,
     /// Basis index it uses.
     pub basis: Option<u32>,
-    /// Recorded quality.
-    pub quality: Option<Quality>,
 }
 
 /// Everything [`SizeReport::compute`] needs: the table and the directory.
@@ -517,31 +514,25 @@ impl SizeReport {
         let mut by_regime: Vec<RegimeBytes> = Vec::new();
         for (info, share) in a.tensors.iter().zip(shares) {
             let tb = TensorBytes {
-                name: info.name.clone(),
-                role: info.role,
-                regime: info.regime,
-                encoding: info.encoding,
-                numel: info.numel,
-                own_bytes: info.own_bytes,
                 shared_bytes: share,
-                quality: info.quality,
+                ..info.line.clone()
             };
-            let encoded = u64::from(info.encoding == Encoding::Palette);
-            match by_regime.iter_mut().find(|r| r.regime == info.regime) {
+            let encoded = u64::from(tb.encoding == Encoding::Palette);
+            match by_regime.iter_mut().find(|r| r.regime == tb.regime) {
                 Some(r) => {
                     r.tensors += 1;
                     r.encoded += encoded;
-                    r.numel = r.numel.saturating_add(info.numel);
+                    r.numel = r.numel.saturating_add(tb.numel);
                     r.bytes += tb.bytes();
-                    r.worst = worse(r.worst, info.quality);
+                    r.worst = worse(r.worst, tb.quality);
                 }
                 None => by_regime.push(RegimeBytes {
-                    regime: info.regime,
+                    regime: tb.regime,
                     tensors: 1,
                     encoded,
-                    numel: info.numel,
+                    numel: tb.numel,
                     bytes: tb.bytes(),
-                    worst: info.quality,
+                    worst: tb.quality,
                 }),
             }
             tensors.push(tb);
@@ -584,35 +575,30 @@ impl SizeReport {
             .iter()
             .enumerate()
             .map(|(i, t)| TensorAccount {
-                name: layout.tensor_name(bytes, i).unwrap_or("").to_string(),
-                role: t.role,
-                regime: t.regime,
-                encoding: t.encoding,
-                numel: t.numel as u64,
-                own_bytes: (t.data.len()
-                    + t.scale.as_ref().map_or(0, |s| s.range.len())
-                    + t.slot.as_ref().map_or(0, |s| s.range.len()))
-                    as u64,
+                line: TensorBytes {
+                    name: layout.tensor_name(bytes, i).unwrap_or("").to_string(),
+                    role: t.role,
+                    regime: t.regime,
+                    encoding: t.encoding,
+                    numel: t.numel as u64,
+                    own_bytes: (t.data.len()
+                        + t.scale.as_ref().map_or(0, |s| s.range.len())
+                        + t.slot.as_ref().map_or(0, |s| s.range.len()))
+                        as u64,
+                    shared_bytes: 0,
+                    quality: t.quality,
+                },
                 palettes: t.stages().iter().map(|s| s.palette).collect(),
                 basis: t.slot.as_ref().map(|s| s.basis),
-                quality: t.quality,
             })
             .collect();
         SizeReport::compute(&Accounting {
             file_len: layout.file_len as u64,
             table_len: (layout.sections.len() * SECTION_ENTRY_LEN) as u64,
             sections: &sections,
-            palette_bytes: &layout
-                .palettes
-                .iter()
-                .map(|p| p.range.len() as u64)
-                .collect::<Vec<_>>(),
+            palette_bytes: &range_lens(layout.palettes.iter().map(|p| &p.range)),
             fisher_bytes: &fisher_bytes,
-            basis_bytes: &layout
-                .bases
-                .iter()
-                .map(|b| b.range.len() as u64)
-                .collect::<Vec<_>>(),
+            basis_bytes: &range_lens(layout.bases.iter().map(|b| &b.range)),
             tensors: &tensors,
         })
     }

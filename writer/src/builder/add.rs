@@ -522,9 +522,9 @@ impl<W: Write + Seek> Writer<W> {
     }
 
     /// Records a written tensor and what the size report needs of it. The
-    /// role, regime and encoding are read back from `rec`, which
-    /// `base_record` filled from the typed values (so `from_raw` cannot
-    /// miss; the fallbacks are never taken).
+    /// name, role, regime and encoding are read back from `rec` (and the
+    /// name bytes it points at), which `base_record` filled from the typed
+    /// values (so `from_raw` cannot miss; the fallbacks are never taken).
     fn push_tensor(
         &mut self,
         rec: TensorRecord,
@@ -534,15 +534,25 @@ impl<W: Write + Seek> Writer<W> {
         basis: Option<u32>,
         quality: Option<Quality>,
     ) {
-        self.tensor_info.push(TensorInfo {
-            role: Role::from_raw(rec.role).unwrap_or(Role::Other),
-            regime: Regime::from_raw(rec.regime).unwrap_or(Regime::Passthrough),
-            encoding: Encoding::from_raw(rec.encoding).unwrap_or(Encoding::Raw),
-            numel: v.numel,
-            own_bytes,
+        let (off, len) = (rec.name_off.get() as usize, rec.name_len.get() as usize);
+        let name = self
+            .strings
+            .get(off..off + len)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        self.tensor_info.push(TensorAccount {
+            line: TensorBytes {
+                name,
+                role: Role::from_raw(rec.role).unwrap_or(Role::Other),
+                regime: Regime::from_raw(rec.regime).unwrap_or(Regime::Passthrough),
+                encoding: Encoding::from_raw(rec.encoding).unwrap_or(Encoding::Raw),
+                numel: v.numel,
+                own_bytes,
+                shared_bytes: 0,
+                quality,
+            },
             palettes,
             basis,
-            quality,
         });
         self.tensors.push(rec);
     }

@@ -59,7 +59,7 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{shorten, WriteError};
-use crate::report::{Accounting, SectionBytes, SizeReport, TensorAccount};
+use crate::report::{Accounting, SectionBytes, SizeReport, TensorAccount, TensorBytes};
 
 mod add;
 mod atomic;
@@ -338,17 +338,6 @@ struct PaletteMeta {
     bytes: u64,
 }
 
-struct TensorInfo {
-    role: Role,
-    regime: Regime,
-    encoding: Encoding,
-    numel: u64,
-    own_bytes: u64,
-    palettes: Vec<u32>,
-    basis: Option<u32>,
-    quality: Option<Quality>,
-}
-
 /// A file under construction; see the module documentation.
 pub struct Writer<W: Write + Seek> {
     out: W,
@@ -372,7 +361,7 @@ pub struct Writer<W: Write + Seek> {
     basis_bytes: Vec<u64>,
     fishers: Vec<FisherRecord>,
     tensors: Vec<TensorRecord>,
-    tensor_info: Vec<TensorInfo>,
+    tensor_info: Vec<TensorAccount>,
     names: HashSet<Box<str>>,
     strings: Vec<u8>,
     metadata: BTreeMap<String, String>,
@@ -702,14 +691,8 @@ impl<W: Write + Seek> Writer<W> {
         let rank: HashMap<&str, usize> =
             names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         let mut keys = Vec::with_capacity(self.tensors.len());
-        for (i, rec) in self.tensors.iter().enumerate() {
-            let off = rec.name_off.get() as usize;
-            let len = rec.name_len.get() as usize;
-            let name = self
-                .strings
-                .get(off..off + len)
-                .and_then(|b| core::str::from_utf8(b).ok())
-                .unwrap_or("");
+        for (i, info) in self.tensor_info.iter().enumerate() {
+            let name = info.line.name.as_str();
             keys.push((rank.get(name).copied().unwrap_or(usize::MAX), i));
         }
         if let Some(unknown) = rank.keys().find(|n| !self.names.contains(**n)) {
@@ -719,7 +702,7 @@ impl<W: Write + Seek> Writer<W> {
         }
         keys.sort_unstable();
         let tensors = keys.iter().map(|&(_, i)| self.tensors[i]).collect();
-        let mut info: Vec<Option<TensorInfo>> = std::mem::take(&mut self.tensor_info)
+        let mut info: Vec<Option<TensorAccount>> = std::mem::take(&mut self.tensor_info)
             .into_iter()
             .map(Some)
             .collect();
@@ -804,46 +787,17 @@ impl<W: Write + Seek> Writer<W> {
             return Err(self.io_err("writing the header and committing", e));
         }
 
-        let report = self.report(&table, file_len, table_bytes.len() as u64, &strings);
+        let report = self.report(&table, file_len, table_bytes.len() as u64);
         Ok((self.out, report))
     }
 
-    fn report(
-        &self,
-        table: &[SectionEntry],
-        file_len: u64,
-        table_len: u64,
-        strings: &[u8],
-    ) -> SizeReport {
+    fn report(&self, table: &[SectionEntry], file_len: u64, table_len: u64) -> SizeReport {
         let sections: Vec<SectionBytes> = table
             .iter()
             .map(|e| SectionBytes {
                 kind: SectionKind::from_raw(e.kind.get()),
                 offset: e.offset.get(),
                 length: e.length.get(),
-            })
-            .collect();
-        let tensors: Vec<TensorAccount> = self
-            .tensor_info
-            .iter()
-            .zip(&self.tensors)
-            .map(|(info, rec)| {
-                let off = rec.name_off.get() as usize;
-                let len = rec.name_len.get() as usize;
-                TensorAccount {
-                    name: strings
-                        .get(off..off + len)
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default(),
-                    role: info.role,
-                    regime: info.regime,
-                    encoding: info.encoding,
-                    numel: info.numel,
-                    own_bytes: info.own_bytes,
-                    palettes: info.palettes.clone(),
-                    basis: info.basis,
-                    quality: info.quality,
-                }
             })
             .collect();
         SizeReport::compute(&Accounting {
@@ -861,7 +815,7 @@ impl<W: Write + Seek> Writer<W> {
                 .map(|m| m.fisher.map_or(0, |_| (m.k * m.k) as u64))
                 .collect::<Vec<_>>(),
             basis_bytes: &self.basis_bytes,
-            tensors: &tensors,
+            tensors: &self.tensor_info,
         })
     }
 }
