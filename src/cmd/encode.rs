@@ -329,7 +329,7 @@ struct Gates {
 }
 
 fn gates(s: &EncodeSummary, regime: Regime) -> Gates {
-    let outs = s.tensors.iter().filter(|t| t.regime == regime);
+    let outs = s.tensors.iter().filter(|t| t.class.regime == regime);
     Gates {
         passed: outs.clone().filter(|t| t.passed == Some(true)).count(),
         gated: outs.filter(|t| t.passed.is_some()).count(),
@@ -412,7 +412,7 @@ fn print_summary(s: &EncodeSummary, a: &Args, secs: f64) {
         crate::outln!(
             "MISSED GATE: {} ({}, {}): {q}",
             t.name,
-            t.regime.name(),
+            t.class.regime.name(),
             t.codec.map(|c| c.describe()).unwrap_or_default()
         );
     }
@@ -439,8 +439,8 @@ fn summary_json(s: &EncodeSummary, secs: f64) -> Value {
         })).collect::<Vec<_>>(),
         "tensors": s.tensors.iter().map(|t| json!({
             "name": t.name,
-            "role": t.role.name(),
-            "regime": t.regime.name(),
+            "role": t.class.role.name(),
+            "regime": t.class.regime.name(),
             "codec": t.codec.map(|c| c.describe()),
             "rho_median": t.quality.map(|q| q.rho_median),
             "rho_p5": t.quality.map(|q| q.rho_p5),

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hhtld_format::encode::{elem_bytes, round_to_elem};
-use hhtld_format::{Dtype, ElemType, Regime, Role};
+use hhtld_format::{Dtype, ElemType, Regime};
 use thiserror::Error;
 
 use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
@@ -30,8 +30,8 @@ use crate::codec::{
 };
 use crate::error::WriteError;
 use crate::import::{
-    decode_f32_into, group_key, ClassifiedTensor, Classifier, ImportError, RoleError,
-    SafetensorsModel,
+    decode_f32_into, group_key, Classification, ClassifiedTensor, Classifier, ImportError,
+    RoleError, SafetensorsModel,
 };
 use crate::report::SizeReport;
 
@@ -75,10 +75,8 @@ impl EncodeOptions {
 pub struct TensorOutcome {
     /// Name.
     pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Regime.
-    pub regime: Regime,
+    /// Role and regime.
+    pub class: Classification,
     /// Final codec, or `None` for passthrough.
     pub codec: Option<Codec>,
     /// Quality of the final codec (encoded tensors only).
@@ -87,6 +85,21 @@ pub struct TensorOutcome {
     pub passed: Option<bool>,
     /// One line per codec that was tried and missed the gate.
     pub fallbacks: Vec<String>,
+}
+
+impl TensorOutcome {
+    /// `t` stored as is: no codec, no quality, no gate, no fallback; what
+    /// encoding a tensor fills in.
+    fn passthrough(t: &ClassifiedTensor) -> Self {
+        TensorOutcome {
+            name: t.info.name.clone(),
+            class: t.class,
+            codec: None,
+            quality: None,
+            passed: None,
+            fallbacks: Vec::new(),
+        }
+    }
 }
 
 /// The result of [`encode_model`].
@@ -194,15 +207,7 @@ pub fn encode_into<W: Write + Seek>(
                     bytes: model.raw_bytes(&t.info.name)?,
                 })?;
                 model.release(&t.info.name)?;
-                outcomes[i] = Some(TensorOutcome {
-                    name: t.info.name.clone(),
-                    role: t.class.role,
-                    regime: t.class.regime,
-                    codec: None,
-                    quality: None,
-                    passed: None,
-                    fallbacks: Vec::new(),
-                });
+                outcomes[i] = Some(TensorOutcome::passthrough(t));
                 progress(Progress::Tensor {
                     name: &t.info.name,
                     params: t.info.numel(),
@@ -520,13 +525,10 @@ fn encode_one_group<W: Write + Seek>(
         let t = &tensors[i];
         let (enc, q) = encode_tensor(model, t, &fit, opts)?;
         let mut outcome = TensorOutcome {
-            name: t.info.name.clone(),
-            role: t.class.role,
-            regime,
             codec: Some(Codec::Palette(spec)),
             quality: Some(Quality::from(&q)),
             passed: gate.map(|g| g.passes(&q)),
-            fallbacks: Vec::new(),
+            ..TensorOutcome::passthrough(t)
         };
         // The gate it missed and must fall back under, or None to keep the
         // group's codec.
