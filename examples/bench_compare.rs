@@ -256,6 +256,34 @@ fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) ->
         ));
     }
 
+    // 2f. The ceiling of case 2: only writing the same f32 outputs (a fill,
+    // no input read, no arithmetic), against the same baseline. No decoder
+    // that writes f32 into these buffers can beat this ratio.
+    let mut bufs_f = bufs.clone();
+    let mut bufs_b = bufs.clone();
+    let m = pool1.install(|| {
+        compare(
+            reps,
+            &mut || {
+                for buf in bufs_f.iter_mut() {
+                    buf.fill(black_box(0.5));
+                }
+            },
+            &mut || {
+                for ((_, src), buf) in pairs.iter().zip(bufs_b.iter_mut()) {
+                    bf16_to_f32(src, buf);
+                }
+            },
+        )
+    });
+    rows.push(row(
+        format!("2f ceiling: fill the f32 outputs, 1 thread [{profile}]"),
+        m,
+        format!("{:.2} GB/s f32 out", out_bytes / m.3 / 1e9),
+        None,
+    ));
+    drop((bufs_f, bufs_b));
+
     // 2b. The same tensors decoded to bf16, against copying the baseline's
     // BF16 bytes (what a bf16 loader of safetensors does).
     let mut bufs16: Vec<Vec<half::bf16>> = pairs

@@ -183,7 +183,7 @@ fn pages_st(path: &Path) -> Result<(), Error> {
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
-    let usage = "usage: bench_probe open|rows|tensors FILE N | pages FILE [random] | pages-st FILE";
+    let usage = "usage: bench_probe open|rows|tensors FILE N | hot FILE N [TENSOR [bf16]] | pages FILE [random] | pages-st FILE";
     let (Some(mode), Some(file)) = (arg(0), arg(1)) else {
         return Err(usage.into());
     };
@@ -226,9 +226,39 @@ fn main() -> Result<(), Error> {
             })?;
             black_box(bufs);
         }
+        "hot" => hot(
+            path,
+            n,
+            arg(3).unwrap_or(TOKEN_EMBEDDING),
+            arg(4) == Some("bf16"),
+        )?,
         "pages" => pages(path, arg(2) == Some("random"))?,
         "pages-st" => pages_st(path)?,
         _ => return Err(usage.into()),
     }
+    Ok(())
+}
+
+/// One tensor decoded `n` times into the same buffer on one thread: the
+/// kernel's speed when the output stays in cache (small tensors) or not.
+fn hot(path: &Path, n: usize, name: &str, bf16: bool) -> Result<(), Error> {
+    let f = HhtldFile::open(path)?;
+    let t = f.tensor_by_name(name)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let s = std::time::Instant::now();
+    if bf16 {
+        let mut buf = vec![half::bf16::ZERO; t.numel()];
+        pool.install(|| (0..n).try_for_each(|_| t.decode_into(&mut buf)))?;
+        black_box(buf);
+    } else {
+        let mut buf = vec![0f32; t.numel()];
+        pool.install(|| (0..n).try_for_each(|_| t.decode_into(&mut buf)))?;
+        black_box(buf);
+    }
+    let ns = s.elapsed().as_secs_f64() * 1e9 / (n * t.numel()) as f64;
+    println!(
+        "{name} ({}): {ns:.3} ns/output",
+        if bf16 { "bf16" } else { "f32" }
+    );
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
+use hhtld_format::decode::bf16_bits;
 use hhtld_format::Dtype;
 
 /// An element type the reader decodes into: `f32`, [`half::bf16`] or
@@ -44,6 +45,9 @@ pub(crate) mod sealed {
     pub trait Sealed: Sized {
         /// `Some(out)` when `Self` is `f32`, so rows decode in place.
         fn as_f32_mut(out: &mut [Self]) -> Option<&mut [f32]>;
+        /// `Some(out)` when `Self` is `bf16`, which the one-pass kernel
+        /// writes directly.
+        fn as_bf16_mut(out: &mut [Self]) -> Option<&mut [bf16]>;
         /// Rounds `src` into `dst` (same length).
         fn from_f32_slice(src: &[f32], dst: &mut [Self]);
         /// One value, rounded once.
@@ -60,6 +64,9 @@ pub(crate) mod sealed {
 impl sealed::Sealed for f32 {
     fn as_f32_mut(out: &mut [f32]) -> Option<&mut [f32]> {
         Some(out)
+    }
+    fn as_bf16_mut(_: &mut [f32]) -> Option<&mut [bf16]> {
+        None
     }
     fn from_f32_slice(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
@@ -86,11 +93,14 @@ impl sealed::Sealed for bf16 {
     fn as_f32_mut(_: &mut [bf16]) -> Option<&mut [f32]> {
         None
     }
+    fn as_bf16_mut(out: &mut [bf16]) -> Option<&mut [bf16]> {
+        Some(out)
+    }
     fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
         // `half`'s slice conversion is a loop of branches; this select
         // vectorises and gives the same bits.
         for (d, &s) in dst.iter_mut().zip(src) {
-            *d = bf16::from_bits(round_bf16(s));
+            *d = bf16::from_bits(bf16_bits(s));
         }
     }
     #[inline(always)]
@@ -115,6 +125,9 @@ impl sealed::Sealed for f16 {
     fn as_f32_mut(_: &mut [f16]) -> Option<&mut [f32]> {
         None
     }
+    fn as_bf16_mut(_: &mut [f16]) -> Option<&mut [bf16]> {
+        None
+    }
     fn from_f32_slice(src: &[f32], dst: &mut [f16]) {
         dst.convert_from_f32_slice(src);
     }
@@ -133,19 +146,6 @@ impl sealed::Sealed for f16 {
     #[inline(always)]
     fn from_bf16(v: bf16) -> f16 {
         f16::from_f32(v.to_f32())
-    }
-}
-
-/// `x` rounded to bf16 bits, to nearest with ties to even (as
-/// `bf16::from_f32`); NaN keeps its sign and top payload bits, made quiet.
-#[inline(always)]
-fn round_bf16(x: f32) -> u16 {
-    let b = x.to_bits();
-    let rounded = (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
-    if b & 0x7FFF_FFFF > 0x7F80_0000 {
-        (b >> 16) as u16 | 0x0040
-    } else {
-        rounded
     }
 }
 
@@ -181,49 +181,5 @@ pub(crate) fn convert_raw<O: OutElem>(dtype: Dtype, b: &[u8], out: &mut [O]) {
             }
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bf16_rounding_matches_half_on_edge_values() {
-        let mut xs = vec![
-            0.0f32,
-            -0.0,
-            1.0,
-            f32::MAX,
-            f32::MIN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            -f32::NAN,
-            f32::from_bits(0x7F80_0001),
-            f32::from_bits(0xFF80_0001),
-            f32::MIN_POSITIVE,
-            f32::from_bits(1),
-        ];
-        // Ties, just-below and just-above ties, at both parities.
-        for base in [0x3F80_0000u32, 0x3F81_0000, 0x7F7F_0000, 0x0001_0000] {
-            for low in [0x7FFFu32, 0x8000, 0x8001, 0xFFFF, 0] {
-                xs.push(f32::from_bits(base | low));
-                xs.push(-f32::from_bits(base | low));
-            }
-        }
-        let mut seed = 1u32;
-        for _ in 0..100_000 {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            xs.push(f32::from_bits(seed));
-        }
-        for x in xs {
-            assert_eq!(
-                round_bf16(x),
-                bf16::from_f32(x).to_bits(),
-                "{x:e} ({:#010x})",
-                x.to_bits()
-            );
-        }
     }
 }

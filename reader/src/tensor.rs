@@ -158,8 +158,12 @@ impl<'a> Decoder<'a> {
             if let Some(out) = O::as_f32_mut(out) {
                 return p.decode_rows(codes, self.stride, scales, first, out);
             }
-            // bf16 / f16: blocks of rows decoded in f32 into scratch that
-            // stays in L1, then rounded.
+            if let Some(out) = O::as_bf16_mut(out) {
+                // Rounded to bf16 in the same pass.
+                return p.decode_rows(codes, self.stride, scales, first, out);
+            }
+            // f16: blocks of rows decoded in f32 into scratch that stays in
+            // L1, then rounded.
             let rows_per = (SCRATCH_ELEMS / n_cols).max(1);
             return SCRATCH.with_borrow_mut(|buf| {
                 for (k, chunk) in out.chunks_mut(rows_per * n_cols).enumerate() {

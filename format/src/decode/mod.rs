@@ -12,7 +12,21 @@ use thiserror::Error;
 use crate::limits::SLOT_L_DIMS;
 
 mod prepared;
-pub use prepared::{Prepared, RowScales, StageSpec};
+pub use prepared::{KernelOut, Prepared, RowScales, StageSpec};
+
+/// `x` rounded to bf16 bits, to nearest with ties to even (as
+/// `half::bf16::from_f32`); NaN keeps its sign and top payload bits, made
+/// quiet. Branch-free, so loops over it vectorise.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let rounded = (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
+    if b & 0x7FFF_FFFF > 0x7F80_0000 {
+        (b >> 16) as u16 | 0x0040
+    } else {
+        rounded
+    }
+}
 
 /// A typed slice of stored elements (palette entries or basis rows).
 #[derive(Debug, Clone, Copy)]

@@ -72,8 +72,48 @@ struct PreparedStage<'a> {
 pub struct Prepared<'a> {
     stages: Vec<PreparedStage<'a>>,
     n_cols: usize,
-    /// The one-pass loop for this shape, when there is one.
-    kernel: Option<RowKernel>,
+    /// The one-pass loop for this shape, when there is one, writing f32.
+    kernel: Option<RowKernel<f32>>,
+    /// The same loop rounding each output to bf16 as it stores it.
+    kernel_bf16: Option<RowKernel<bf16>>,
+}
+
+/// An output element of [`Prepared::decode_rows`]: `f32`, or `bf16`
+/// rounded from the f32 result (round to nearest, ties to even) in the
+/// same pass, with no f32 copy.
+pub trait KernelOut: Copy + Default + sealed::Sealed {}
+impl KernelOut for f32 {}
+impl KernelOut for bf16 {}
+
+mod sealed {
+    use super::{Prepared, RowKernel};
+    use half::bf16;
+
+    /// The conversion and the loop for each output type.
+    pub trait Sealed: Sized {
+        /// The f32 result as stored.
+        fn put(v: f32) -> Self;
+        /// The one-pass loop for `Self`, if the shape has one.
+        fn kernel(p: &Prepared<'_>) -> Option<RowKernel<Self>>;
+    }
+    impl Sealed for f32 {
+        #[inline(always)]
+        fn put(v: f32) -> f32 {
+            v
+        }
+        fn kernel(p: &Prepared<'_>) -> Option<RowKernel<f32>> {
+            p.kernel
+        }
+    }
+    impl Sealed for bf16 {
+        #[inline(always)]
+        fn put(v: f32) -> bf16 {
+            bf16::from_bits(super::super::bf16_bits(v))
+        }
+        fn kernel(p: &Prepared<'_>) -> Option<RowKernel<bf16>> {
+            p.kernel_bf16
+        }
+    }
 }
 
 impl<'a> Prepared<'a> {
@@ -118,11 +158,11 @@ impl<'a> Prepared<'a> {
                 cb,
             });
         }
-        let kernel = pick(&out);
         Ok(Prepared {
+            kernel: pick(&out),
+            kernel_bf16: pick(&out),
             stages: out,
             n_cols,
-            kernel,
         })
     }
 
@@ -207,13 +247,13 @@ impl<'a> Prepared<'a> {
     /// [`Prepared::decode_row`] row by row, with the per-row work (slicing,
     /// scale read, dispatch) cut to a few instructions. The error carries
     /// the failing row.
-    pub fn decode_rows(
+    pub fn decode_rows<O: KernelOut>(
         &self,
         codes: &[u8],
         stride: usize,
         scales: Option<RowScales<'_>>,
         first: usize,
-        out: &mut [f32],
+        out: &mut [O],
     ) -> Result<(), (usize, KernelError)> {
         match scales {
             None => self.rows_with(codes, stride, first, out, |_| None),
@@ -240,12 +280,12 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    fn rows_with(
+    fn rows_with<O: KernelOut>(
         &self,
         codes: &[u8],
         stride: usize,
         first: usize,
-        out: &mut [f32],
+        out: &mut [O],
         scale: impl Fn(usize) -> Option<f32>,
     ) -> Result<(), (usize, KernelError)> {
         let n_cols = self.n_cols;
@@ -253,10 +293,15 @@ impl<'a> Prepared<'a> {
             return Ok(());
         }
         let row_codes = |i: usize| codes.get(i * stride..(i + 1) * stride).unwrap_or(&[]);
-        let Some(kernel) = self.kernel else {
+        let Some(kernel) = O::kernel(self) else {
+            // One row of f32 at a time, then stored as `O`.
+            let mut tmp = vec![0f32; n_cols];
             for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
-                self.decode_row(row_codes(i), scale(first + i), None, row)
+                self.decode_row(row_codes(i), scale(first + i), None, &mut tmp)
                     .map_err(|e| (first + i, e))?;
+                for (o, &v) in row.iter_mut().zip(&tmp) {
+                    *o = O::put(v);
+                }
             }
             return Ok(());
         };
@@ -309,35 +354,22 @@ pub struct RowScales<'a> {
 /// A one-pass row loop: stage 0's and the last stage's widened palettes
 /// (the same stage for one-stage tensors), their codes for this row, the
 /// row scale and the output row.
-type RowKernel = fn(&[f32], &[f32], &[u8], &[u8], Option<f32>, &mut [f32]);
+type RowKernel<O> = fn(&[f32], &[f32], &[u8], &[u8], Option<f32>, &mut [O]);
 
 /// The one-pass loop for a tensor's stages, if its shape has one: one or
 /// two widened 8-bit stages. `B` outputs per block (a common multiple of the
 /// widths, so a block holds `B / D` whole entries of each stage).
-fn pick(stages: &[PreparedStage<'_>]) -> Option<RowKernel> {
+fn pick<O: KernelOut>(stages: &[PreparedStage<'_>]) -> Option<RowKernel<O>> {
     if !stages
         .iter()
         .all(|s| s.bits == 8 && matches!(s.pal, PalData::Wide(_)))
     {
         return None;
     }
-    let k: RowKernel = match stages {
-        [a] => match a.d {
-            1 => Kern::<16, 1, 16, 1, 16, false>::row,
-            2 => Kern::<16, 2, 8, 2, 8, false>::row,
-            3 => Kern::<12, 3, 4, 3, 4, false>::row,
-            4 => Kern::<16, 4, 4, 4, 4, false>::row,
-            8 => Kern::<16, 8, 2, 8, 2, false>::row,
-            16 => Kern::<16, 16, 1, 16, 1, false>::row,
-            _ => return None,
-        },
+    let k: RowKernel<O> = match stages {
+        [a] => return equal::<O, false>(a.d),
+        [a, b] if a.d == b.d => return equal::<O, true>(a.d),
         [a, b] => match (a.d, b.d) {
-            (1, 1) => Kern::<16, 1, 16, 1, 16, true>::row,
-            (2, 2) => Kern::<16, 2, 8, 2, 8, true>::row,
-            (3, 3) => Kern::<12, 3, 4, 3, 4, true>::row,
-            (4, 4) => Kern::<16, 4, 4, 4, 4, true>::row,
-            (8, 8) => Kern::<16, 8, 2, 8, 2, true>::row,
-            (16, 16) => Kern::<16, 16, 1, 16, 1, true>::row,
             (1, 2) => Kern::<16, 1, 16, 2, 8, true>::row,
             (1, 4) => Kern::<16, 1, 16, 4, 4, true>::row,
             (1, 8) => Kern::<16, 1, 16, 8, 2, true>::row,
@@ -353,6 +385,20 @@ fn pick(stages: &[PreparedStage<'_>]) -> Option<RowKernel> {
         _ => return None,
     };
     Some(k)
+}
+
+/// The loop for one stage (`TWO = false`) or two stages of the same width
+/// `d`, if `d` has one.
+fn equal<O: KernelOut, const TWO: bool>(d: usize) -> Option<RowKernel<O>> {
+    Some(match d {
+        1 => Kern::<16, 1, 16, 1, 16, TWO>::row,
+        2 => Kern::<16, 2, 8, 2, 8, TWO>::row,
+        3 => Kern::<12, 3, 4, 3, 4, TWO>::row,
+        4 => Kern::<16, 4, 4, 4, 4, TWO>::row,
+        8 => Kern::<16, 8, 2, 8, 2, TWO>::row,
+        16 => Kern::<16, 16, 1, 16, 1, TWO>::row,
+        _ => return None,
+    })
 }
 
 /// The one-pass loop for one (`TWO = false`) or two widened 8-bit stages of
@@ -376,7 +422,14 @@ impl<
     > Kern<B, D0, N0, D1, N1, TWO>
 {
     /// One row; the last `n_cols mod B` columns go through [`tail`].
-    fn row(p: &[f32], q: &[f32], a: &[u8], b: &[u8], scale: Option<f32>, out: &mut [f32]) {
+    fn row<O: KernelOut>(
+        p: &[f32],
+        q: &[f32],
+        a: &[u8],
+        b: &[u8],
+        scale: Option<f32>,
+        out: &mut [O],
+    ) {
         const { assert!(N0 * D0 == B && N1 * D1 == B) };
         let (Some(pe), Some(qe)) = (entries::<f32, D0>(p), entries::<f32, D1>(q)) else {
             return; // unreachable: Prepared::new checked 256 x D elements
@@ -384,8 +437,8 @@ impl<
         let (full, rest) = out.as_chunks_mut::<B>();
         let done = full.len() * B;
         match scale {
-            None => Self::blocks(pe, qe, a, b, full, |x| x),
-            Some(s) => Self::blocks(pe, qe, a, b, full, |x| x * s),
+            None => Self::blocks(pe, qe, a, b, full, |x| O::put(x)),
+            Some(s) => Self::blocks(pe, qe, a, b, full, |x| O::put(x * s)),
         }
         if !rest.is_empty() {
             let qs = if TWO { Some((q, D1, b)) } else { None };
@@ -397,13 +450,13 @@ impl<
     /// registers, `(0 + P0) + P1` as the spec adds them, then one scale and
     /// one store per output.
     #[inline(always)]
-    fn blocks(
+    fn blocks<O>(
         p: &[[f32; D0]; 256],
         q: &[[f32; D1]; 256],
         a: &[u8],
         b: &[u8],
-        out: &mut [[f32; B]],
-        f: impl Fn(f32) -> f32,
+        out: &mut [[O; B]],
+        f: impl Fn(f32) -> O,
     ) {
         let (ab, _) = a.as_chunks::<N0>();
         let (bb, _) = b.as_chunks::<N1>();
@@ -433,12 +486,12 @@ impl<
 
 /// The columns from `start` on, one at a time: spec §4 for each column,
 /// with stage 0's palette already holding `0 + v`.
-fn tail(
+fn tail<O: KernelOut>(
     (p, d0, a): (&[f32], usize, &[u8]),
     q: Option<(&[f32], usize, &[u8])>,
     scale: Option<f32>,
     start: usize,
-    out: &mut [f32],
+    out: &mut [O],
 ) {
     let value = |pal: &[f32], d: usize, codes: &[u8], c: usize| {
         let code = usize::from(codes.get(c / d).copied().unwrap_or(0));
@@ -450,9 +503,9 @@ fn tail(
         if let Some((q, d1, b)) = q {
             acc += value(q, d1, b, c);
         }
-        *v = match scale {
+        *v = O::put(match scale {
             Some(s) => acc * s,
             None => acc,
-        };
+        });
     }
 }

@@ -423,6 +423,18 @@ fn decode_rows_matches_decode_row_row_by_row() {
                         .unwrap();
                     assert_eq!(bits_of(row), bits_of(&want), "{shapes:?} {elem:?} row {i}");
                 }
+                // bf16 output: each f32 result rounded once, in the same pass.
+                let mut got16 = vec![bf16::NAN; n * n_rows];
+                prepared
+                    .decode_rows(&codes, stride, scales, first, &mut got16)
+                    .unwrap();
+                for (k, (&g, &f)) in got16.iter().zip(&got).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        bf16::from_f32(f).to_bits(),
+                        "{shapes:?} {elem:?} bf16 output {k}"
+                    );
+                }
             }
         }
         // Too few code bytes: a typed error naming the row, not a panic.
@@ -432,5 +444,44 @@ fn decode_rows_matches_decode_row_row_by_row() {
             prepared.decode_rows(short, stride, None, first, &mut out),
             Err((r, KernelError::CodesLen { .. })) if r == first + n_rows - 1
         ));
+    }
+}
+
+#[test]
+fn bf16_rounding_matches_half_on_edge_values() {
+    let mut xs = vec![
+        0.0f32,
+        -0.0,
+        1.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7F80_0001),
+        f32::from_bits(0xFF80_0001),
+        f32::MIN_POSITIVE,
+        f32::from_bits(1),
+    ];
+    // Ties, just-below and just-above ties, at both parities.
+    for base in [0x3F80_0000u32, 0x3F81_0000, 0x7F7F_0000, 0x0001_0000] {
+        for low in [0x7FFFu32, 0x8000, 0x8001, 0xFFFF, 0] {
+            xs.push(f32::from_bits(base | low));
+            xs.push(-f32::from_bits(base | low));
+        }
+    }
+    let mut seed = 1u32;
+    for _ in 0..100_000 {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        xs.push(f32::from_bits(seed));
+    }
+    for x in xs {
+        assert_eq!(
+            bf16_bits(x),
+            bf16::from_f32(x).to_bits(),
+            "{x:e} ({:#010x})",
+            x.to_bits()
+        );
     }
 }
