@@ -277,11 +277,13 @@ fn big_files() -> Vec<(String, Vec<u8>)> {
         hhtld_writer::builder::Writer::new(std::io::Cursor::new(Vec::new())).expect("writer");
     for i in 0..3000 {
         w.add_raw_tensor(hhtld_writer::builder::RawTensor {
-            name: &format!("t{i}"),
-            dtype: Dtype::U8,
-            shape: &[1],
-            role: hhtld_format::Role::Other,
-            regime: hhtld_format::Regime::Passthrough,
+            header: hhtld_writer::builder::TensorHeader {
+                name: &format!("t{i}"),
+                dtype: Dtype::U8,
+                shape: &[1],
+                role: hhtld_format::Role::Other,
+                regime: hhtld_format::Regime::Passthrough,
+            },
             bytes: &[i as u8],
         })
         .expect("raw tensor");

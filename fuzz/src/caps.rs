@@ -12,7 +12,7 @@ use hhtld_format::limits::{MAX_PALETTE_K, MAX_STAGES, SLOT_L_DIMS};
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use hhtld_reader::HhtldFile;
 use hhtld_writer::builder::{
-    BasisId, EncodedTensor, MemberInfo, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage,
+    BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader,
     Writer, WriterLimits,
 };
 use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix, StageShape};
@@ -355,15 +355,14 @@ fn codec(input: &Input) {
         .add_group_objects(&g, false)
         .unwrap_or_else(|e| panic!("codec palettes or basis rejected by the writer: {e}"));
     for (i, m) in g.tensors.iter().enumerate() {
-        let info = MemberInfo {
+        let header = TensorHeader {
             name: &format!("t{i}"),
             dtype: Dtype::F32,
             shape: &[m.n_rows as u64, n as u64],
             role: Role::MlpUp,
             regime: Regime::Argmax,
-            quality: None,
         };
-        w.add_group_member(&g, &ids, i, info)
+        w.add_group_member(&g, &ids, i, header, None)
             .unwrap_or_else(|e| panic!("codec tensor {i} rejected by the writer: {e}"));
     }
     let (out, _) = w.finish_into_inner().expect("finish");
@@ -482,11 +481,13 @@ fn writer_ops(input: &Input) {
                     _ => bytes.clone(),
                 };
                 let r = w.add_raw_tensor(RawTensor {
-                    name,
-                    dtype,
-                    shape,
-                    role: Role::ALL[usize::from(*role) % Role::ALL.len()],
-                    regime: Regime::ALL[usize::from(*regime) % Regime::ALL.len()],
+                    header: TensorHeader {
+                        name,
+                        dtype,
+                        shape,
+                        role: Role::ALL[usize::from(*role) % Role::ALL.len()],
+                        regime: Regime::ALL[usize::from(*regime) % Regime::ALL.len()],
+                    },
                     bytes: &bytes,
                 });
                 tensors += usize::from(r.is_ok());

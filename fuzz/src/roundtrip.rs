@@ -12,7 +12,8 @@ use hhtld_format::encode::round_to_elem;
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role};
 use hhtld_reader::HhtldFile;
 use hhtld_writer::builder::{
-    BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+    BasisId, EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader,
+    Writer,
 };
 use hhtld_writer::fisher::fisher_z_table;
 use hhtld_writer::report::SizeReport;
@@ -422,11 +423,13 @@ pub fn run(input: &Input) {
                 let role = Role::ALL[usize::from(*role) % Role::ALL.len()];
                 let regime = Regime::ALL[usize::from(*regime) % Regime::ALL.len()];
                 let res = w.add_raw_tensor(RawTensor {
-                    name: &name,
-                    dtype,
-                    shape: &shape,
-                    role,
-                    regime,
+                    header: TensorHeader {
+                        name: &name,
+                        dtype,
+                        shape: &shape,
+                        role,
+                        regime,
+                    },
                     bytes: &bytes,
                 });
                 if res.is_ok() {

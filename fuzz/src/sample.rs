@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use hhtld_writer::builder::{
-    EncodedTensor, MemberInfo, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+    EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader, Writer,
 };
 use hhtld_writer::codec::{encode_group, CodecSpec, KmeansParams, Matrix};
 
@@ -217,11 +217,13 @@ pub fn sample_file() -> Vec<u8> {
     ];
     for (name, dtype, shape, role, bytes) in &raws {
         w.add_raw_tensor(RawTensor {
-            name,
-            dtype: *dtype,
-            shape,
-            role: *role,
-            regime: Regime::Passthrough,
+            header: TensorHeader {
+                name,
+                dtype: *dtype,
+                shape,
+                role: *role,
+                regime: Regime::Passthrough,
+            },
             bytes,
         })
         .expect("raw tensor");
@@ -260,15 +262,15 @@ pub fn codec_file() -> Vec<u8> {
     let mut w = Writer::new(Cursor::new(Vec::new())).expect("writer");
     let ids = w.add_group_objects(&g, false).expect("codec palettes");
     for (i, m) in g.tensors.iter().enumerate() {
-        let info = MemberInfo {
+        let header = TensorHeader {
             name: &format!("group.{i}.weight"),
             dtype: Dtype::F32,
             shape: &[m.n_rows as u64, m.n_cols as u64],
             role: Role::MlpUp,
             regime: Regime::Argmax,
-            quality: None,
         };
-        w.add_group_member(&g, &ids, i, info).expect("codec tensor");
+        w.add_group_member(&g, &ids, i, header, None)
+            .expect("codec tensor");
     }
     finish(w)
 }

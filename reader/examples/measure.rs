@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use hhtld_reader::HhtldFile;
-use hhtld_writer::builder::{EncodedTensor, PaletteSpec, RawTensor, Stage, Writer};
+use hhtld_writer::builder::{EncodedTensor, PaletteSpec, RawTensor, Stage, TensorHeader, Writer};
 
 fn pattern(len: usize, seed: u32) -> Vec<f32> {
     (0..len)
@@ -51,11 +51,13 @@ fn main() {
             let name = format!("model.layers.{i}.weight");
             if i % 2 == 0 {
                 w.add_raw_tensor(RawTensor {
-                    name: &name,
-                    dtype: Dtype::F32,
-                    shape: &[4],
-                    role: Role::Bias,
-                    regime: Regime::Passthrough,
+                    header: TensorHeader {
+                        name: &name,
+                        dtype: Dtype::F32,
+                        shape: &[4],
+                        role: Role::Bias,
+                        regime: Regime::Passthrough,
+                    },
                     bytes: &[0; 16],
                 })
                 .unwrap();

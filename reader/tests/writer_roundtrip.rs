@@ -12,7 +12,9 @@ use half::f16;
 use hhtld_format::encode::round_to_elem;
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role};
 use hhtld_reader::{HhtldFile, ReaderError};
-use hhtld_writer::builder::{EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer};
+use hhtld_writer::builder::{
+    EncodedTensor, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader, Writer,
+};
 use zerocopy::IntoBytes;
 
 struct Written {
@@ -89,11 +91,13 @@ fn write() -> Written {
     .unwrap();
     let raw: Vec<f16> = pattern(COLS, 5).iter().map(|&v| f16::from_f32(v)).collect();
     w.add_raw_tensor(RawTensor {
-        name: "layer.0.b",
-        dtype: Dtype::F16,
-        shape: &[COLS as u64],
-        role: Role::Bias,
-        regime: Regime::Passthrough,
+        header: TensorHeader {
+            name: "layer.0.b",
+            dtype: Dtype::F16,
+            shape: &[COLS as u64],
+            role: Role::Bias,
+            regime: Regime::Passthrough,
+        },
         bytes: raw.as_bytes(),
     })
     .unwrap();

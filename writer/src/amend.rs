@@ -162,7 +162,7 @@ pub fn amend_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::{RawTensor, Writer};
+    use crate::builder::{RawTensor, TensorHeader, Writer};
     use hhtld_format::{Dtype, Regime, Role};
 
     /// A file with two raw tensors and, when `meta`, one metadata entry.
@@ -171,11 +171,13 @@ mod tests {
         for (name, n) in [("a", 40usize), ("b", 3)] {
             let bytes: Vec<u8> = (0..n * 4).map(|i| i as u8).collect();
             w.add_raw_tensor(RawTensor {
-                name,
-                dtype: Dtype::F32,
-                shape: &[n as u64],
-                role: Role::Bias,
-                regime: Regime::Passthrough,
+                header: TensorHeader {
+                    name,
+                    dtype: Dtype::F32,
+                    shape: &[n as u64],
+                    role: Role::Bias,
+                    regime: Regime::Passthrough,
+                },
                 bytes: &bytes,
             })
             .unwrap();

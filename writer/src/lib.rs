@@ -11,7 +11,7 @@
 //! ```
 //! use std::io::Cursor;
 //! use hhtld_format::{Dtype, Regime, Role};
-//! use hhtld_writer::builder::{MemberInfo, Writer};
+//! use hhtld_writer::builder::{TensorHeader, Writer};
 //! use hhtld_writer::codec::{encode_group, row_quality, CodecSpec, Matrix};
 //!
 //! let a: Vec<f32> = (0..64 * 32).map(|i| ((i * 7 % 29) as f32 - 14.0) / 10.0).collect();
@@ -22,9 +22,9 @@
 //! let mut w = Writer::new(Cursor::new(Vec::new()))?;
 //! let ids = w.add_group_objects(&group, false)?;
 //! for (i, name) in ["a", "b"].into_iter().enumerate() {
-//!     let info = MemberInfo { name, dtype: Dtype::F32, shape: &[64, 32],
-//!         role: Role::MlpUp, regime: Regime::Argmax, quality: None };
-//!     w.add_group_member(&group, &ids, i, info)?;
+//!     let header = TensorHeader { name, dtype: Dtype::F32, shape: &[64, 32],
+//!         role: Role::MlpUp, regime: Regime::Argmax };
+//!     w.add_group_member(&group, &ids, i, header, None)?;
 //! }
 //! let (out, report) = w.finish_into_inner()?;
 //! assert_eq!(report.encoded().tensors, 2);

@@ -22,7 +22,7 @@ use hhtld_format::encode::{elem_bytes, round_to_elem};
 use hhtld_format::{Dtype, ElemType, Regime};
 use thiserror::Error;
 
-use crate::builder::{GroupIds, MemberInfo, Quality, RawTensor, Writer};
+use crate::builder::{GroupIds, Quality, RawTensor, TensorHeader, Writer};
 use crate::calibration::Calibration;
 use crate::codec::{
     fit_group_weighted, row_quality_by, sample_rows, CodecError, CodecSpec, EncodedMatrix,
@@ -199,11 +199,7 @@ pub fn encode_into<W: Write + Seek>(
             if !encodable(&tensors[i]) {
                 let t = &tensors[i];
                 w.add_raw_tensor(RawTensor {
-                    name: &t.info.name,
-                    dtype: t.info.dtype,
-                    shape: &t.info.shape,
-                    role: t.class.role,
-                    regime: t.class.regime,
+                    header: header(t),
                     bytes: model.raw_bytes(&t.info.name)?,
                 })?;
                 model.release(&t.info.name)?;
@@ -232,6 +228,17 @@ pub fn encode_into<W: Write + Seek>(
         tensors: outcomes.into_iter().flatten().collect(),
         size,
     })
+}
+
+/// `t` as the builder records it: its name, dtype, shape and class.
+fn header(t: &ClassifiedTensor) -> TensorHeader<'_> {
+    TensorHeader {
+        name: &t.info.name,
+        dtype: t.info.dtype,
+        shape: &t.info.shape,
+        role: t.class.role,
+        regime: t.class.regime,
+    }
 }
 
 fn encodable(t: &ClassifiedTensor) -> bool {
@@ -603,11 +610,10 @@ fn fall_back<W: Write + Seek>(
                     .map_err(|e| codec_err(e.into()))?;
                 let bytes = elem_bytes(&data, ElemType::Bf16);
                 w.add_raw_tensor(RawTensor {
-                    name: &t.info.name,
-                    dtype: Dtype::Bf16,
-                    shape: &t.info.shape,
-                    role: t.class.role,
-                    regime: t.class.regime,
+                    header: TensorHeader {
+                        dtype: Dtype::Bf16,
+                        ..header(t)
+                    },
                     bytes: &bytes,
                 })?;
                 drop(bytes);
@@ -643,14 +649,8 @@ fn add_encoded<W: Write + Seek>(
         &fit.group_of(vec![e]),
         objs,
         0,
-        MemberInfo {
-            name: &t.info.name,
-            dtype: t.info.dtype,
-            shape: &t.info.shape,
-            role: t.class.role,
-            regime: t.class.regime,
-            quality: Some(Quality::from(q)),
-        },
+        header(t),
+        Some(Quality::from(q)),
     )?;
     Ok(())
 }

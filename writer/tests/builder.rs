@@ -11,7 +11,7 @@ use std::io::{self, Cursor, Seek, SeekFrom, Write};
 use half::{bf16, f16};
 use hhtld_format::{Dtype, ElemType, Regime, Role, SectionKind};
 use hhtld_writer::builder::{
-    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader, Writer,
 };
 use hhtld_writer::error::WriteError;
 use hhtld_writer::fisher::fisher_z_table;
@@ -126,11 +126,13 @@ fn build_full<W: Write + Seek>(w: &mut Writer<W>) {
     ))
     .unwrap();
     w.add_raw_tensor(RawTensor {
-        name: "empty",
-        dtype: Dtype::F32,
-        shape: &[0, 5],
-        role: Role::Bias,
-        regime: Regime::Index,
+        header: TensorHeader {
+            name: "empty",
+            dtype: Dtype::F32,
+            shape: &[0, 5],
+            role: Role::Bias,
+            regime: Regime::Index,
+        },
         bytes: &[],
     })
     .unwrap();
@@ -330,11 +332,13 @@ fn report_adds_up_and_splits_shared_bytes() {
         .unwrap();
     }
     w.add_raw_tensor(RawTensor {
-        name: "r",
-        dtype: Dtype::F32,
-        shape: &[10],
-        role: Role::Bias,
-        regime: Regime::Passthrough,
+        header: TensorHeader {
+            name: "r",
+            dtype: Dtype::F32,
+            shape: &[10],
+            role: Role::Bias,
+            regime: Regime::Passthrough,
+        },
         bytes: &[0; 40],
     })
     .unwrap();

@@ -19,7 +19,7 @@ fn encoded_dtype_must_be_float() {
     }];
     for dtype in [Dtype::I32, Dtype::U8, Dtype::Bool, Dtype::F8E4M3] {
         let mut t = enc("t", &[2], &st);
-        t.dtype = dtype;
+        t.header.dtype = dtype;
         let e = w.add_encoded_tensor(t).unwrap_err();
         assert!(
             matches!(e, WriteError::NotEncodable { dtype: d, .. } if d == dtype),
@@ -38,7 +38,7 @@ fn encoded_regime_must_not_be_passthrough() {
         codes: &[0, 1],
     }];
     let mut t = enc("t", &[2], &st);
-    t.regime = Regime::Passthrough;
+    t.header.regime = Regime::Passthrough;
     let e = w.add_encoded_tensor(t).unwrap_err();
     assert!(matches!(e, WriteError::PassthroughEncoded { .. }), "{e}");
     still_valid(w);
@@ -68,7 +68,7 @@ fn raw_length_must_match_shape() {
 fn raw_keeps_any_regime() {
     let mut w = mem();
     let mut t = raw("r", Dtype::F32, &[1], &[0; 4]);
-    t.regime = Regime::Argmax;
+    t.header.regime = Regime::Argmax;
     w.add_raw_tensor(t).unwrap();
     still_valid(w);
 }

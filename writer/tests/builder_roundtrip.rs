@@ -11,7 +11,7 @@ use std::io::Cursor;
 use half::{bf16, f16};
 use hhtld_format::{Dtype, ElemType, Regime, Role};
 use hhtld_writer::builder::{
-    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, Writer,
+    EncodedTensor, PaletteId, PaletteSpec, Quality, RawTensor, SlotL, Stage, TensorHeader, Writer,
 };
 use hhtld_writer::error::WriteError;
 use hhtld_writer::fisher::fisher_z_table;
@@ -289,11 +289,13 @@ fn write_plan(w: &mut Mem, p: &Plan) -> Result<Vec<PaletteId>, WriteError> {
 
 fn add_raw(w: &mut Mem, r: &RPlan) -> Result<(), WriteError> {
     w.add_raw_tensor(RawTensor {
-        name: &r.name,
-        dtype: r.dtype,
-        shape: &r.shape,
-        role: Role::Other,
-        regime: r.regime,
+        header: TensorHeader {
+            name: &r.name,
+            dtype: r.dtype,
+            shape: &r.shape,
+            role: Role::Other,
+            regime: r.regime,
+        },
         bytes: &r.bytes,
     })
 }

@@ -274,21 +274,22 @@ impl<W: Write + Seek> Writer<W> {
     /// `numel * dtype size`), [`WriteError::Limit`].
     pub fn add_raw_tensor(&mut self, t: RawTensor<'_>) -> Result<(), WriteError> {
         self.check_usable()?;
-        self.check_name(t.name)?;
-        let v = view(t.name, t.shape)?;
-        let expected = v.numel.checked_mul(t.dtype.size() as u64).ok_or_else(|| {
+        let h = t.header;
+        self.check_name(h.name)?;
+        let v = view(h.name, h.shape)?;
+        let expected = v.numel.checked_mul(h.dtype.size() as u64).ok_or_else(|| {
             WriteError::NumelOverflow {
-                name: shorten(t.name),
-                shape: t.shape.to_vec(),
+                name: shorten(h.name),
+                shape: h.shape.to_vec(),
             }
         })?;
         check_len(
             || {
                 format!(
                     "tensor '{}' raw bytes ({} x {})",
-                    shorten(t.name),
+                    shorten(h.name),
                     v.numel,
-                    t.dtype
+                    h.dtype
                 )
             },
             expected,
@@ -299,8 +300,8 @@ impl<W: Write + Seek> Writer<W> {
         self.begin_section();
         self.emit(t.bytes)?;
         let data = self.end_section(SectionKind::Raw)?;
-        let name = self.push_name(t.name);
-        let mut rec = Self::base_record(name, t.dtype, t.shape, t.role, t.regime, Encoding::Raw);
+        let name = self.push_name(h.name);
+        let mut rec = Self::base_record(name, &h, Encoding::Raw);
         rec.data = U32::new(data);
         self.push_tensor(rec, &v, expected, Vec::new(), None, None);
         Ok(())
@@ -320,16 +321,17 @@ impl<W: Write + Seek> Writer<W> {
     /// [`WriteError::Quality`], [`WriteError::Limit`].
     pub fn add_encoded_tensor(&mut self, t: EncodedTensor<'_>) -> Result<(), WriteError> {
         self.check_usable()?;
-        self.check_name(t.name)?;
-        let name = || shorten(t.name);
-        let v = view(t.name, t.shape)?;
-        if !t.dtype.is_encodable_float() {
+        let h = t.header;
+        self.check_name(h.name)?;
+        let name = || shorten(h.name);
+        let v = view(h.name, h.shape)?;
+        if !h.dtype.is_encodable_float() {
             return Err(WriteError::NotEncodable {
                 name: name(),
-                dtype: t.dtype,
+                dtype: h.dtype,
             });
         }
-        if t.regime == Regime::Passthrough {
+        if h.regime == Regime::Passthrough {
             return Err(WriteError::PassthroughEncoded { name: name() });
         }
         if t.stages.is_empty() || t.stages.len() > MAX_STAGES {
@@ -478,15 +480,8 @@ impl<W: Write + Seek> Writer<W> {
             slot_sec = Some(self.end_section(SectionKind::SlotL)?);
         }
 
-        let name_ref = self.push_name(t.name);
-        let mut rec = Self::base_record(
-            name_ref,
-            t.dtype,
-            t.shape,
-            t.role,
-            t.regime,
-            Encoding::Palette,
-        );
+        let name_ref = self.push_name(h.name);
+        let mut rec = Self::base_record(name_ref, &h, Encoding::Palette);
         rec.n_stages = t.stages.len() as u8;
         rec.data = U32::new(data);
         let mut flags = 0u8;

@@ -5,9 +5,7 @@
 
 use std::io::{Seek, Write};
 
-use hhtld_format::{Dtype, Regime, Role};
-
-use super::{BasisId, EncodedTensor, PaletteId, Quality, SlotL, Stage, Writer};
+use super::{BasisId, EncodedTensor, PaletteId, Quality, SlotL, Stage, TensorHeader, Writer};
 use crate::codec::{EncodedGroup, SCALE_ELEM};
 use crate::error::WriteError;
 
@@ -18,23 +16,6 @@ pub struct GroupIds {
     pub palettes: Vec<PaletteId>,
     /// The SlotL basis, when the group has one.
     pub basis: Option<BasisId>,
-}
-
-/// What the file records about a group member besides its codes.
-#[derive(Debug, Clone, Copy)]
-pub struct MemberInfo<'a> {
-    /// Unique name.
-    pub name: &'a str,
-    /// Original dtype.
-    pub dtype: Dtype,
-    /// Shape; its matrix view must be the member's rows x the group's columns.
-    pub shape: &'a [u64],
-    /// Role.
-    pub role: Role,
-    /// Regime, not PASSTHROUGH.
-    pub regime: Regime,
-    /// Quality to record.
-    pub quality: Option<Quality>,
 }
 
 impl<W: Write + Seek> Writer<W> {
@@ -64,7 +45,9 @@ impl<W: Write + Seek> Writer<W> {
         Ok(GroupIds { palettes, basis })
     }
 
-    /// Adds member `member` of `group`, whose shared objects are `ids`.
+    /// Adds member `member` of `group`, whose shared objects are `ids`, as
+    /// the tensor `header` (its shape's matrix view must be the member's
+    /// rows x the group's columns) with `quality` recorded.
     ///
     /// # Errors
     /// [`WriteError::UnknownMember`], or as [`Writer::add_encoded_tensor`].
@@ -73,7 +56,8 @@ impl<W: Write + Seek> Writer<W> {
         group: &EncodedGroup,
         ids: &GroupIds,
         member: usize,
-        info: MemberInfo<'_>,
+        header: TensorHeader<'_>,
+        quality: Option<Quality>,
     ) -> Result<(), WriteError> {
         let e = group.tensors.get(member).ok_or(WriteError::UnknownMember {
             member,
@@ -93,15 +77,9 @@ impl<W: Write + Seek> Writer<W> {
         let t = EncodedTensor {
             scale: e.scales.as_deref().map(|s| (SCALE_ELEM, s)),
             slot_l,
-            ..EncodedTensor::new(
-                info.name,
-                info.dtype,
-                info.shape,
-                info.role,
-                info.regime,
-                &stages,
-            )
+            quality,
+            ..EncodedTensor::of(header, &stages)
         };
-        self.add_encoded_tensor(t.with_quality(info.quality))
+        self.add_encoded_tensor(t)
     }
 }

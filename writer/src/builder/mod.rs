@@ -14,7 +14,7 @@
 //! ```
 //! use std::io::Cursor;
 //! use hhtld_format::{Dtype, ElemType, Regime, Role};
-//! use hhtld_writer::builder::{EncodedTensor, PaletteSpec, RawTensor, Stage, Writer};
+//! use hhtld_writer::builder::{EncodedTensor, PaletteSpec, RawTensor, Stage, TensorHeader, Writer};
 //!
 //! let mut w = Writer::new(Cursor::new(Vec::new()))?;
 //! // A 4-bit palette of 3 entries of width 2.
@@ -24,15 +24,16 @@
 //! })?;
 //! // A 2 x 4 tensor: 2 sub-vectors per row.
 //! w.add_encoded_tensor(EncodedTensor {
-//!     name: "w", dtype: Dtype::F32, shape: &[2, 4],
-//!     role: Role::MlpUp, regime: Regime::Argmax,
+//!     header: TensorHeader { name: "w", dtype: Dtype::F32, shape: &[2, 4],
+//!         role: Role::MlpUp, regime: Regime::Argmax },
 //!     stages: &[Stage { palette: p, codes: &[0, 1, 2, 1] }],
 //!     scale: Some((ElemType::F16, &[1.0, 2.0])),
 //!     slot_l: None, quality: None,
 //! })?;
 //! w.add_raw_tensor(RawTensor {
-//!     name: "b", dtype: Dtype::F32, shape: &[2], role: Role::Bias,
-//!     regime: Regime::Passthrough, bytes: &[0u8; 8],
+//!     header: TensorHeader { name: "b", dtype: Dtype::F32, shape: &[2],
+//!         role: Role::Bias, regime: Regime::Passthrough },
+//!     bytes: &[0u8; 8],
 //! })?;
 //! w.set_metadata("source", "example")?;
 //! let (out, report) = w.finish_into_inner()?;
@@ -66,7 +67,7 @@ mod atomic;
 mod group;
 
 pub use atomic::AtomicFile;
-pub use group::{GroupIds, MemberInfo};
+pub use group::GroupIds;
 /// Buffered bytes are handed to the output in chunks of this size.
 const CHUNK: usize = 1 << 16;
 /// Sections written by `finish` (STRINGS, METADATA, DIRECTORY), kept free
@@ -156,19 +157,30 @@ pub struct PaletteSpec<'a> {
     pub values: &'a [f32],
 }
 
-/// A tensor stored as is.
+/// What the directory records of a tensor besides its data. [`RawTensor`]
+/// and [`EncodedTensor`] hold one; [`Writer::add_group_member`] takes one
+/// per member.
 #[derive(Debug, Clone, Copy)]
-pub struct RawTensor<'a> {
+pub struct TensorHeader<'a> {
     /// Unique name, 1..=MAX_NAME_LEN bytes.
     pub name: &'a str,
-    /// Dtype of `bytes`.
+    /// Original dtype: of the bytes of a raw tensor; F16, BF16, F32 or F64
+    /// for an encoded one.
     pub dtype: Dtype,
     /// Shape, at most MAX_DIMS entries.
     pub shape: &'a [u64],
     /// Role.
     pub role: Role,
-    /// Regime (any; a tensor that failed its gate keeps its regime).
+    /// Regime: any for a raw tensor (a tensor that failed its gate keeps
+    /// its regime), not PASSTHROUGH for an encoded one.
     pub regime: Regime,
+}
+
+/// A tensor stored as is.
+#[derive(Debug, Clone, Copy)]
+pub struct RawTensor<'a> {
+    /// Name, dtype (of `bytes`), shape, role and regime.
+    pub header: TensorHeader<'a>,
     /// `numel * dtype.size()` bytes, row-major.
     pub bytes: &'a [u8],
 }
@@ -177,14 +189,14 @@ impl<'a> RawTensor<'a> {
     /// A tensor stored as is with role OTHER and regime PASSTHROUGH: one
     /// whose role does not matter to the reader.
     pub fn passthrough(name: &'a str, dtype: Dtype, shape: &'a [u64], bytes: &'a [u8]) -> Self {
-        RawTensor {
+        let header = TensorHeader {
             name,
             dtype,
             shape,
             role: Role::Other,
             regime: Regime::Passthrough,
-            bytes,
-        }
+        };
+        RawTensor { header, bytes }
     }
 }
 
@@ -224,16 +236,8 @@ pub use hhtld_format::validate::Quality;
 /// A palette-encoded tensor.
 #[derive(Debug, Clone, Copy)]
 pub struct EncodedTensor<'a> {
-    /// Unique name, 1..=MAX_NAME_LEN bytes.
-    pub name: &'a str,
-    /// Original dtype: F16, BF16, F32 or F64.
-    pub dtype: Dtype,
-    /// Shape, at most MAX_DIMS entries.
-    pub shape: &'a [u64],
-    /// Role.
-    pub role: Role,
-    /// Regime, not PASSTHROUGH.
-    pub regime: Regime,
+    /// Name, original dtype, shape, role and regime.
+    pub header: TensorHeader<'a>,
     /// 1..=MAX_STAGES stages, summed in order.
     pub stages: &'a [Stage<'a>],
     /// Per-row scales (`n_rows` values) and their storage type.
@@ -255,12 +259,20 @@ impl<'a> EncodedTensor<'a> {
         regime: Regime,
         stages: &'a [Stage<'a>],
     ) -> Self {
-        EncodedTensor {
+        let header = TensorHeader {
             name,
             dtype,
             shape,
             role,
             regime,
+        };
+        EncodedTensor::of(header, stages)
+    }
+
+    /// The tensor `header` of `stages`, with no scales, SlotL or quality.
+    pub fn of(header: TensorHeader<'a>, stages: &'a [Stage<'a>]) -> Self {
+        EncodedTensor {
+            header,
             stages,
             scale: None,
             slot_l: None,
@@ -627,23 +639,16 @@ impl<W: Write + Seek> Writer<W> {
         (off, name.len() as u32)
     }
 
-    fn base_record(
-        name: (u32, u32),
-        dtype: Dtype,
-        shape: &[u64],
-        role: Role,
-        regime: Regime,
-        encoding: Encoding,
-    ) -> TensorRecord {
+    fn base_record(name: (u32, u32), h: &TensorHeader<'_>, encoding: Encoding) -> TensorRecord {
         let mut r = TensorRecord::new_zeroed();
         r.name_off = U32::new(name.0);
         r.name_len = U32::new(name.1);
-        r.dtype = dtype.to_raw();
-        r.ndims = shape.len() as u8;
-        r.role = role.to_raw();
-        r.regime = regime.to_raw();
+        r.dtype = h.dtype.to_raw();
+        r.ndims = h.shape.len() as u8;
+        r.role = h.role.to_raw();
+        r.regime = h.regime.to_raw();
         r.encoding = encoding.to_raw();
-        for (dst, &s) in r.shape.iter_mut().zip(shape) {
+        for (dst, &s) in r.shape.iter_mut().zip(h.shape) {
             *dst = U64::new(s);
         }
         r.data = U32::new(NONE);

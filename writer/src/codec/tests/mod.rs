@@ -42,20 +42,19 @@ fn decode_all(g: &EncodedGroup) -> Vec<Vec<f32>> {
 
 /// Writes `g` through the builder, the one serializer, and returns the file.
 fn write_group(g: &EncodedGroup) -> Vec<u8> {
-    use crate::builder::{MemberInfo, Writer};
+    use crate::builder::{TensorHeader, Writer};
     use hhtld_format::{Dtype, Regime, Role};
     let mut w = Writer::new(std::io::Cursor::new(Vec::new())).unwrap();
     let ids = w.add_group_objects(g, false).unwrap();
     for (i, m) in g.tensors.iter().enumerate() {
-        let info = MemberInfo {
+        let header = TensorHeader {
             name: &format!("t{i}"),
             dtype: Dtype::F32,
             shape: &[m.n_rows as u64, g.n_cols as u64],
             role: Role::MlpUp,
             regime: Regime::Argmax,
-            quality: None,
         };
-        w.add_group_member(g, &ids, i, info).unwrap();
+        w.add_group_member(g, &ids, i, header, None).unwrap();
     }
     w.finish_into_inner().unwrap().0.into_inner()
 }
