@@ -57,7 +57,7 @@ use hhtld_format::limits::{
 };
 use hhtld_format::{Dtype, ElemType, Encoding, Regime, Role, SectionKind};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 use crate::error::{shorten, WriteError};
 use crate::report::{Accounting, SectionBytes, SizeReport, TensorAccount, TensorBytes};
@@ -481,6 +481,18 @@ impl<W: Write + Seek> Writer<W> {
     }
 
     /// Appends section payload bytes.
+    /// Emits the records of the directory array `field` picks out of the
+    /// writer (taken out and put back so `emit` can borrow `self`).
+    fn emit_records<T: IntoBytes + Immutable>(
+        &mut self,
+        field: fn(&mut Self) -> &mut Vec<T>,
+    ) -> Result<(), WriteError> {
+        let records = std::mem::take(field(self));
+        let res = self.emit(records.as_bytes());
+        *field(self) = records;
+        res
+    }
+
     fn emit(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
@@ -745,19 +757,10 @@ impl<W: Write + Seek> Writer<W> {
         dh.basis_count = U32::new(self.bases.len() as u32);
         dh.fisher_count = U32::new(self.fishers.len() as u32);
         self.emit(dh.as_bytes())?;
-        // Taken out and put back so `emit` can borrow `self` mutably.
-        let palettes = std::mem::take(&mut self.palettes);
-        self.emit(palettes.as_bytes())?;
-        self.palettes = palettes;
-        let bases = std::mem::take(&mut self.bases);
-        self.emit(bases.as_bytes())?;
-        self.bases = bases;
-        let fishers = std::mem::take(&mut self.fishers);
-        self.emit(fishers.as_bytes())?;
-        self.fishers = fishers;
-        let tensors = std::mem::take(&mut self.tensors);
-        self.emit(tensors.as_bytes())?;
-        self.tensors = tensors;
+        self.emit_records(|w| &mut w.palettes)?;
+        self.emit_records(|w| &mut w.bases)?;
+        self.emit_records(|w| &mut w.fishers)?;
+        self.emit_records(|w| &mut w.tensors)?;
         self.end_section(SectionKind::Directory)?;
 
         // The table follows the padded last section.
