@@ -553,7 +553,15 @@ fn without_a_model_eval_can_run_encode_says_so_and_encodes_weight_only() {
     let (j, err) = json_of(&[]);
     assert_eq!(j["calibration"], Value::Null);
     let reason = j["calibration_skipped"].as_str().unwrap();
-    assert!(reason.contains("config.json"), "{reason}");
+    assert!(
+        reason.contains("no config.json beside the weights"),
+        "{reason}"
+    );
+    // Only flags encode has are suggested (eval's --config is not one).
+    assert!(
+        reason.contains("--calibration-stats") && !reason.contains("--config"),
+        "{reason}"
+    );
     assert!(
         err.contains("not calibrating") && err.contains("weights alone"),
         "{err}"
@@ -562,6 +570,15 @@ fn without_a_model_eval_can_run_encode_says_so_and_encodes_weight_only() {
     assert!(ins["metadata"].get("calibration.text_sha256").is_none());
     let (j, _) = json_of(&["--no-calibrate"]);
     assert_eq!(j["calibration_skipped"], "--no-calibrate");
+    // --eval cannot run without config.json: refused before encoding.
+    let o = hhtld(&["encode", &input, "-o", &dir.s("e.hhtld"), "--eval"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--eval: no config.json beside the weights") && !err.contains("encoded "),
+        "{err}"
+    );
+    assert!(!Path::new(&dir.s("e.hhtld")).exists());
 
     // An architecture eval does not run.
     std::fs::write(dir.path("config.json"), r#"{"model_type": "llama"}"#).unwrap();
@@ -587,6 +604,8 @@ fn without_a_model_eval_can_run_encode_says_so_and_encodes_weight_only() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("llama"), "{extra:?}: {err}");
         assert!(!Path::new(&fresh).exists(), "{extra:?}");
+        // Refused before any tensor is encoded, not after.
+        assert!(!err.contains("encoded "), "{extra:?}: {err}");
     }
     // No temporary file was left behind either.
     let names: Vec<String> = std::fs::read_dir(dir.0.path())

@@ -48,6 +48,20 @@ fn read(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
 }
 
+/// Why encode cannot run the model whose weights are in `dir`, with
+/// `then` appended to the advice. Eval's own message names its
+/// --config/--tokenizer flags; encode finds those files only beside the
+/// weights.
+pub fn why_no_model(e: hhtld_eval::EvalError, dir: &Path, then: &str) -> String {
+    match e {
+        hhtld_eval::EvalError::Missing { what, .. } => format!(
+            "no {what} beside the weights in {}; put the model's {what} there{then}",
+            dir.display()
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// Decides and, when it can, calibrates. Explicit requests that cannot be
 /// met (`--calibrate` without a tokenizer, bad statistics) are errors; the
 /// default falls back to weight-only encoding with the reason.
@@ -111,10 +125,13 @@ pub fn run(req: &Request<'_>, model: &SafetensorsModel) -> Result<Outcome, Failu
         ..Sources::default()
     }) {
         Ok(f) => f,
-        Err(e) if req.text.is_none() => {
-            return Ok(skip(format!("cannot run the model: {e}")));
+        Err(e) => {
+            let why = why_no_model(e, dir, ", or give statistics with --calibration-stats");
+            if req.text.is_none() {
+                return Ok(skip(format!("cannot run the model: {why}")));
+            }
+            return Err(Failure(format!("--calibrate: cannot run the model: {why}")));
         }
-        Err(e) => return Err(Failure(format!("--calibrate: cannot run the model: {e}"))),
     };
     eprintln!(
         "hhtld: calibrating on {} sentences of {label} ...",

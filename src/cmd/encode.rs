@@ -142,6 +142,16 @@ pub fn run(a: Args) -> Result<Outcome, Failure> {
         Some(None) => Some(DEFAULT_TEXT.to_owned()),
         None => None,
     };
+    if eval_text.is_some() {
+        // Before the encode, not after it: a model eval cannot run (no
+        // config or tokenizer beside it, another architecture) fails now.
+        let dir = side_files::model_dir(&a.input);
+        ModelFiles::find(&Sources {
+            dir: Some(dir),
+            ..Sources::default()
+        })
+        .map_err(|e| Failure(format!("--eval: {}", calibration::why_no_model(e, dir, ""))))?;
+    }
     let cal = calibration::run(
         &calibration::Request {
             input: &a.input,
