@@ -341,8 +341,8 @@ struct Gates {
 fn gates(s: &EncodeSummary, regime: Regime) -> Gates {
     let outs = s.tensors.iter().filter(|t| t.class.regime == regime);
     Gates {
-        passed: outs.clone().filter(|t| t.passed == Some(true)).count(),
-        gated: outs.filter(|t| t.passed.is_some()).count(),
+        passed: outs.clone().filter(|t| t.passed() == Some(true)).count(),
+        gated: outs.filter(|t| t.passed().is_some()).count(),
     }
 }
 
@@ -409,21 +409,21 @@ fn print_summary(s: &EncodeSummary, a: &Args, secs: f64) {
         s.size.bf16_bytes()
     );
     for t in s.tensors.iter().filter(|t| !t.fallbacks.is_empty()) {
-        let codec = t.codec.map(|c| c.describe()).unwrap_or_default();
+        let codec = t.codec().map(|c| c.describe()).unwrap_or_default();
         crate::outln!("fell back: {} -> {codec}", t.name);
         for f in &t.fallbacks {
             crate::outln!("    {f}");
         }
     }
     for t in s.gate_failures() {
-        let q = t.quality.map_or(String::new(), |q| {
+        let q = t.quality().map_or(String::new(), |q| {
             format!("rho median {:.4}, p5 {:.4}", q.rho_median, q.rho_p5)
         });
         crate::outln!(
             "MISSED GATE: {} ({}, {}): {q}",
             t.name,
             t.class.regime.name(),
-            t.codec.map(|c| c.describe()).unwrap_or_default()
+            t.codec().map(|c| c.describe()).unwrap_or_default()
         );
     }
 }
@@ -451,12 +451,12 @@ fn summary_json(s: &EncodeSummary, secs: f64) -> Value {
             "name": t.name,
             "role": t.class.role.name(),
             "regime": t.class.regime.name(),
-            "codec": t.codec.map(|c| c.describe()),
-            "rho_median": t.quality.map(|q| q.rho_median),
-            "rho_p5": t.quality.map(|q| q.rho_p5),
-            "rho_min": t.quality.map(|q| q.rho_min),
-            "rel_fro": t.quality.map(|q| q.rel_fro),
-            "passed": t.passed,
+            "codec": t.codec().map(|c| c.describe()),
+            "rho_median": t.quality().map(|q| q.rho_median),
+            "rho_p5": t.quality().map(|q| q.rho_p5),
+            "rho_min": t.quality().map(|q| q.rho_min),
+            "rel_fro": t.quality().map(|q| q.rel_fro),
+            "passed": t.passed(),
             "fallbacks": t.fallbacks,
         })).collect::<Vec<_>>(),
         "size": s.size.to_json(),

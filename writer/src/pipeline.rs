@@ -70,6 +70,27 @@ impl EncodeOptions {
     }
 }
 
+/// The codec a tensor ended with, as measured on it.
+#[derive(Debug, Clone, Copy)]
+pub struct FinalCodec {
+    /// A palette spec, or raw BF16 once every palette missed the gate.
+    pub codec: Codec,
+    /// Its reconstruction quality on the tensor.
+    pub quality: Quality,
+    /// Whether it meets the regime's gate (`None`: no gate).
+    pub passed: Option<bool>,
+}
+
+impl FinalCodec {
+    fn new(codec: Codec, q: &QualityStats, passed: Option<bool>) -> Self {
+        FinalCodec {
+            codec,
+            quality: Quality::from(q),
+            passed,
+        }
+    }
+}
+
 /// What happened to one tensor.
 #[derive(Debug, Clone)]
 pub struct TensorOutcome {
@@ -77,28 +98,38 @@ pub struct TensorOutcome {
     pub name: String,
     /// Role and regime.
     pub class: Classification,
-    /// Final codec, or `None` for passthrough.
-    pub codec: Option<Codec>,
-    /// Quality of the final codec (encoded tensors only).
-    pub quality: Option<Quality>,
-    /// Whether the final codec meets the regime's gate (`None`: no gate).
-    pub passed: Option<bool>,
+    /// The codec it is stored with; `None` for a passthrough tensor.
+    pub stored: Option<FinalCodec>,
     /// One line per codec that was tried and missed the gate.
     pub fallbacks: Vec<String>,
 }
 
 impl TensorOutcome {
-    /// `t` stored as is: no codec, no quality, no gate, no fallback; what
-    /// encoding a tensor fills in.
+    /// `t` stored as is: no codec and no fallback; what encoding a tensor
+    /// fills in.
     fn passthrough(t: &ClassifiedTensor) -> Self {
         TensorOutcome {
             name: t.info.name.clone(),
             class: t.class,
-            codec: None,
-            quality: None,
-            passed: None,
+            stored: None,
             fallbacks: Vec::new(),
         }
+    }
+
+    /// Final codec, or `None` for passthrough.
+    pub fn codec(&self) -> Option<Codec> {
+        self.stored.map(|s| s.codec)
+    }
+
+    /// Quality of the final codec (encoded tensors only).
+    pub fn quality(&self) -> Option<Quality> {
+        self.stored.map(|s| s.quality)
+    }
+
+    /// Whether the final codec meets the regime's gate (`None`: passthrough,
+    /// or no gate).
+    pub fn passed(&self) -> Option<bool> {
+        self.stored.and_then(|s| s.passed)
     }
 }
 
@@ -116,7 +147,7 @@ pub struct EncodeSummary {
 impl EncodeSummary {
     /// Tensors whose final codec misses their gate.
     pub fn gate_failures(&self) -> impl Iterator<Item = &TensorOutcome> {
-        self.tensors.iter().filter(|t| t.passed == Some(false))
+        self.tensors.iter().filter(|t| t.passed() == Some(false))
     }
 }
 
@@ -532,9 +563,11 @@ fn encode_one_group<W: Write + Seek>(
         let t = &tensors[i];
         let (enc, q) = encode_tensor(model, t, &fit, opts)?;
         let mut outcome = TensorOutcome {
-            codec: Some(Codec::Palette(spec)),
-            quality: Some(Quality::from(&q)),
-            passed: gate.map(|g| g.passes(&q)),
+            stored: Some(FinalCodec::new(
+                Codec::Palette(spec),
+                &q,
+                gate.map(|g| g.passes(&q)),
+            )),
             ..TensorOutcome::passthrough(t)
         };
         // The gate it missed and must fall back under, or None to keep the
@@ -595,9 +628,7 @@ fn fall_back<W: Write + Seek>(
                 if gate.passes(&q) {
                     let objs = w.add_group_objects(&fit.group_of(Vec::new()), fisher_z)?;
                     add_encoded(w, t, &fit, enc, &objs, &q)?;
-                    outcome.codec = Some(codec);
-                    outcome.quality = Some(Quality::from(&q));
-                    outcome.passed = Some(true);
+                    outcome.stored = Some(FinalCodec::new(codec, &q, Some(true)));
                     return Ok(());
                 }
                 outcome
@@ -625,9 +656,7 @@ fn fall_back<W: Write + Seek>(
                     Ok(())
                 })
                 .map_err(codec_err)?;
-                outcome.codec = Some(codec);
-                outcome.passed = Some(gate.passes(&q));
-                outcome.quality = Some(Quality::from(&q));
+                outcome.stored = Some(FinalCodec::new(codec, &q, Some(gate.passes(&q))));
                 return Ok(());
             }
         }
