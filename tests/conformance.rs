@@ -146,6 +146,18 @@ fn invalid_vectors_are_rejected_with_the_expected_kind_and_rule() {
                 "{}: open must accept and verify reject",
                 p.display()
             );
+            // The CLI: inspect opens it; verify and inspect --verify fail
+            // on the rule.
+            let path = p.to_str().expect("UTF-8 vector path");
+            assert_ok_for(&hhtld(&["inspect", "--json", path]), path);
+            for args in [&["verify", path][..], &["inspect", "--verify", path]] {
+                let o = hhtld(args);
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(
+                    !o.status.success() && err.contains(&format!("[{rule}]")),
+                    "{args:?}: {err}"
+                );
+            }
             [
                 first_error(&bytes, true),
                 opened.and_then(|verified| verified),

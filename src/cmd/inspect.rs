@@ -36,5 +36,12 @@ pub fn run(path: &Path, verify: bool, as_json: bool, show: Show) -> Result<Outco
             crc_failures.join(", ")
         )));
     }
+    if verify {
+        // The rest of verification: metadata values are UTF-8 (spec §7).
+        let view = file.view();
+        view.layout()
+            .check_metadata_values(view.bytes())
+            .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    }
     Ok(Outcome::Ok)
 }
