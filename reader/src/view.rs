@@ -291,8 +291,13 @@ impl<'a> Hhtld<'a> {
     /// section index, is the error), then that every metadata value is
     /// UTF-8 (the rest of R-METADATA, which open leaves to reading).
     pub fn verify(&self) -> Result<(), ReaderError> {
-        match self.verify_sections().into_iter().find(|s| !s.ok()) {
-            None => Ok(self.layout.check_metadata_values(self.bytes)?),
+        // The values' UTF-8 check runs beside the CRCs, not after them.
+        let (statuses, values) = rayon::join(
+            || self.verify_sections(),
+            || self.layout.check_metadata_values(self.bytes),
+        );
+        match statuses.into_iter().find(|s| !s.ok()) {
+            None => Ok(values?),
             Some(s) => Err(ReaderError::Crc {
                 section: s.index,
                 kind: s.raw_kind,
