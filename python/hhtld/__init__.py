@@ -208,7 +208,9 @@ class safe_open:
         return self._reader.keys()
 
     def metadata(self) -> Dict[str, str]:
-        """The file's metadata (str to str)."""
+        """The file's metadata (str to str). Values are checked as UTF-8
+        here, not at open (spec §5): one that is not raises
+        :class:`HhtldError` with rule ``R-METADATA``."""
         return self._reader.metadata()
 
     def tensor_info(self, name: str) -> Dict[str, Any]:
