@@ -245,6 +245,28 @@ fn unknown_optional_section_is_skipped_and_counted() {
     assert!(exercise(&b).expect("reads").verified);
 }
 
+/// Found by the `decode` target once open stopped reading metadata values
+/// (spec §5): with its CRCs recomputed, a file whose metadata value `a` is
+/// the lone byte 0xC3 opens, every view and decode works, and verification
+/// (not open) reports R-METADATA at that value; the other value reads.
+#[test]
+fn metadata_value_not_utf8_opens_and_fails_verification() {
+    let b = regression("metadata_value_not_utf8.hhtld");
+    let f = HhtldFile::copy_from_slice(&b).expect("open does not read values");
+    let h = f.view();
+    assert!(h.verify_sections().iter().all(|s| s.ok()), "CRCs fixed");
+    let e = h.verify().expect_err("a value is not UTF-8");
+    let fe = e.format_error().expect("a format error");
+    assert_eq!(fe.rule(), "R-METADATA", "{e}");
+    let raw: Vec<_> = h.metadata_raw().collect();
+    assert_eq!(raw, [("a", &b"\xC3"[..]), ("b", &b"2"[..])]);
+    let a = h.metadata_value("a").expect_err("not UTF-8");
+    assert_eq!(a.to_string(), e.to_string());
+    assert_eq!(h.metadata_value("b").expect("UTF-8"), Some("2"));
+    let out = exercise(&b).expect("everything else reads");
+    assert!(!out.verified);
+}
+
 fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
     let v: Vec<_> = files("fuzz/seeds", Some("hhtld"))
         .into_iter()
