@@ -329,7 +329,11 @@ pub fn views(h: &Hhtld<'_>) {
     for (r, m) in h.metadata().zip(&raw) {
         match r {
             Ok((k, v)) => assert_eq!((k, v.as_bytes()), *m),
-            Err(e) => assert_eq!(e.format_error().map(|f| f.rule()), Some("R-METADATA"), "{e}"),
+            Err(e) => assert_eq!(
+                e.format_error().map(|f| f.rule()),
+                Some("R-METADATA"),
+                "{e}"
+            ),
         }
     }
     for w in meta.windows(2) {
@@ -473,15 +477,26 @@ fn check_expansion_guard(h: &Hhtld<'_>, t: &TensorView<'_>) {
     let float = t.encoding() == Encoding::Palette || raw_to_f32(t.dtype(), &[]).is_some();
     let over = decoded > budget;
     match t.check_expansion::<f32>() {
-        Ok(()) => assert!(!over, "{}: {decoded} bytes over {budget} let through", t.name()),
+        Ok(()) => assert!(
+            !over,
+            "{}: {decoded} bytes over {budget} let through",
+            t.name()
+        ),
         Err(ReaderError::ExpansionLimit {
             decoded: d,
             limit,
             file_len,
             ..
         }) => {
-            assert!(over, "{}: {decoded} bytes within {budget} refused", t.name());
-            assert_eq!((d, limit, file_len), (decoded, budget, h.bytes().len() as u64));
+            assert!(
+                over,
+                "{}: {decoded} bytes within {budget} refused",
+                t.name()
+            );
+            assert_eq!(
+                (d, limit, file_len),
+                (decoded, budget, h.bytes().len() as u64)
+            );
         }
         Err(e) => panic!("{}: check_expansion: {e}", t.name()),
     }
