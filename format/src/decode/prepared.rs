@@ -95,6 +95,8 @@ mod sealed {
         fn put(v: f32) -> Self;
         /// The one-pass loop for `Self`, if the shape has one.
         fn kernel(p: &Prepared<'_>) -> Option<RowKernel<Self>>;
+        /// `Some(out)` when `Self` is f32, so rows decode in place.
+        fn as_f32(out: &mut [Self]) -> Option<&mut [f32]>;
     }
     impl Sealed for f32 {
         #[inline(always)]
@@ -104,6 +106,9 @@ mod sealed {
         fn kernel(p: &Prepared<'_>) -> Option<RowKernel<f32>> {
             p.kernel
         }
+        fn as_f32(out: &mut [f32]) -> Option<&mut [f32]> {
+            Some(out)
+        }
     }
     impl Sealed for bf16 {
         #[inline(always)]
@@ -112,6 +117,9 @@ mod sealed {
         }
         fn kernel(p: &Prepared<'_>) -> Option<RowKernel<bf16>> {
             p.kernel_bf16
+        }
+        fn as_f32(_: &mut [bf16]) -> Option<&mut [f32]> {
+            None
         }
     }
 }
@@ -294,6 +302,13 @@ impl<'a> Prepared<'a> {
         }
         let row_codes = |i: usize| codes.get(i * stride..(i + 1) * stride).unwrap_or(&[]);
         let Some(kernel) = O::kernel(self) else {
+            if let Some(out) = O::as_f32(out) {
+                for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
+                    self.decode_row(row_codes(i), scale(first + i), None, row)
+                        .map_err(|e| (first + i, e))?;
+                }
+                return Ok(());
+            }
             // One row of f32 at a time, then stored as `O`.
             let mut tmp = vec![0f32; n_cols];
             for (i, row) in out.chunks_exact_mut(n_cols).enumerate() {
