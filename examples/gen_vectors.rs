@@ -876,6 +876,13 @@ impl Out {
         });
     }
 
+    /// Marks the last vector as rejected by verification, not open.
+    fn at_verify(&mut self) {
+        if let Some(v) = self.list.last_mut() {
+            v.at_verify = true;
+        }
+    }
+
     /// A vector made by editing the sections and directory of `mixed`.
     fn edit(
         &mut self,
@@ -1127,11 +1134,14 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         b[end + 31] = 0x5A;
         Ok(())
     })?;
+    // Padding is read, and so checked, by verification (spec §7).
+    o.at_verify();
     {
         // `empty` ends its last section at 96: the table is at 128.
         let mut b = v_empty()?;
         b[100] = 1;
         o.add("r-padding.before-table", "R-PADDING", b);
+        o.at_verify();
     }
     o.bytes("r-section-count", "R-SECTION-COUNT", |b| {
         entry(b, 15)?.kind = U16::new(K::Directory.to_raw());
@@ -1561,9 +1571,7 @@ pub fn invalid_vectors() -> Res<Vec<Invalid>> {
         })?;
         if variant == ".value-utf8" {
             // Values are read, and so checked, after open (spec §5).
-            if let Some(v) = o.list.last_mut() {
-                v.at_verify = true;
-            }
+            o.at_verify();
         }
     }
 

@@ -235,11 +235,7 @@ def parse(data):
     # last one running into the table fails the table offset check.
     if table_offset != expect:
         raise Reject("R-TABLE-OFFSET", f"table at {table_offset}, expected {expect}")
-    # Padding: from each section end to the next 64-byte boundary.
-    for s in sections:
-        end = s["offset"] + s["length"]
-        if any(data[end : align64(end)]):
-            raise Reject("R-PADDING", f"after section {s['index']}")
+    # Padding is checked by verification, not here (spec section 7).
 
     def of_kind(k):
         return [s for s in sections if s["kind"] == k]
@@ -291,6 +287,16 @@ def parse_metadata(data, s):
         out.append((key, b[pos : pos + vlen]))
         pos += vlen
     return out
+
+
+def check_padding(f):
+    """Spec section 1: from each section end to the next 64-byte boundary the
+    bytes are zero; checked by verification, not at open (section 7)."""
+    data = f["data"]
+    for s in f["sections"]:
+        end = s["offset"] + s["length"]
+        if any(data[end : align64(end)]):
+            raise Reject("R-PADDING", f"after section {s['index']}")
 
 
 def metadata_values(f):
@@ -515,7 +521,8 @@ def parse_tensor(t, r, strings, names, palettes, bases, ref):
 
 
 def verify(f):
-    """Spec section 7: verification checks every section CRC."""
+    """Spec section 7: verification checks every section CRC (then the
+    padding and the metadata values: check_padding, metadata_values)."""
     data = f["data"]
     return [zlib.crc32(section_bytes(data, s)) == s["crc32"] for s in f["sections"]]
 
@@ -873,6 +880,10 @@ def open_accepted(path, kind, problems):
     crc_ok = verify(f)
     if not all(crc_ok):
         problems.append(f"{where}: section CRC mismatch in sections {[i for i, ok in enumerate(crc_ok) if not ok]}")
+    try:
+        check_padding(f)
+    except Reject as e:
+        problems.append(f"{where}: verification rejected it: {e}")
     check_writer_rules(f, problems, where)
     return where, data, f, crc_ok
 
@@ -954,6 +965,7 @@ def check_invalid(path, problems):
             problems.append(f"{where}: a section CRC fails; expected {want} from the data")
             return
         try:
+            check_padding(f)
             metadata_values(f)
         except Reject as e:
             if e.rule != want:

@@ -488,7 +488,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// Several random byte edits: open never exceeds the memory bound, and
-    /// whatever it accepts verifies or fails with a CRC error, never panics.
+    /// whatever it accepts verifies or fails with a CRC or padding error,
+    /// never panics.
     #[test]
     fn random_edits_keep_open_memory_bounded(
         which in 0usize..64,
@@ -511,6 +512,10 @@ proptest! {
         if let Ok(h) = Hhtld::from_bytes(&b) {
             match h.verify() {
                 Ok(()) | Err(ReaderError::Crc { .. }) => {}
+                // An edit in padding, which no CRC covers.
+                Err(ReaderError::Format(e)) if e.rule() == "R-PADDING" => {
+                    prop_assert_eq!(h.layout().check_padding(&b), Err(e));
+                }
                 Err(e) => prop_assert!(false, "{name}: verify gave {e}"),
             }
         }

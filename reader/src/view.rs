@@ -288,13 +288,14 @@ impl<'a> Hhtld<'a> {
     }
 
     /// Checks every section CRC (in parallel; the first mismatch, by
-    /// section index, is the error), then that every metadata value is
-    /// UTF-8 (the rest of R-METADATA, which open leaves to reading).
+    /// section index, is the error), then the rules open leaves to
+    /// verification ([`Layout::check_deferred`]): zero padding (R-PADDING)
+    /// and UTF-8 metadata values (the rest of R-METADATA).
     pub fn verify(&self) -> Result<(), ReaderError> {
-        // The values' UTF-8 check runs beside the CRCs, not after them.
+        // Padding and values are checked beside the CRCs, not after them.
         let (statuses, values) = rayon::join(
             || self.verify_sections(),
-            || self.layout.check_metadata_values(self.bytes),
+            || self.layout.check_deferred(self.bytes),
         );
         match statuses.into_iter().find(|s| !s.ok()) {
             None => Ok(values?),

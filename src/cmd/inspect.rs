@@ -37,10 +37,10 @@ pub fn run(path: &Path, verify: bool, as_json: bool, show: Show) -> Result<Outco
         )));
     }
     if verify {
-        // The rest of verification: metadata values are UTF-8 (spec §7).
+        // The rest of verification: zero padding, UTF-8 metadata values (spec §7).
         let view = file.view();
         view.layout()
-            .check_metadata_values(view.bytes())
+            .check_deferred(view.bytes())
             .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     }
     Ok(Outcome::Ok)

@@ -18,7 +18,7 @@ mod header;
 mod tensor;
 
 use directory::{name_hash, parse_directory, parse_metadata};
-use header::{count_kinds, parse_header, parse_table};
+use header::{check_padding, count_kinds, parse_header, parse_table};
 
 /// One section table entry, checked to lie inside the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +311,23 @@ impl Layout {
         Ok(())
     }
 
+    /// Checks that the padding between sections and before the table is
+    /// zero (R-PADDING, left out of [`parse`]: the padding follows every
+    /// section, all through the file, and nothing else reads it); the first
+    /// non-zero byte is the error.
+    pub fn check_padding(&self, bytes: &[u8]) -> Result<(), FormatError> {
+        check_padding(bytes, &self.sections)
+    }
+
+    /// The rules of verification besides the section CRCs, in spec order:
+    /// padding ([`Layout::check_padding`]), then metadata values
+    /// ([`Layout::check_metadata_values`]). Together with the CRCs they
+    /// cover every byte [`parse`] does not read.
+    pub fn check_deferred(&self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.check_padding(bytes)?;
+        self.check_metadata_values(bytes)
+    }
+
     /// CRC32 of section `i` as it is in `bytes`, or `None` when out of range.
     pub fn section_crc(&self, bytes: &[u8], i: usize) -> Option<u32> {
         let s = self.sections.get(i)?;
@@ -327,9 +344,11 @@ impl Layout {
 }
 
 /// Validates `bytes` as an hhtld file (every rule of spec §1–§5 except the
-/// section CRCs and the UTF-8 of metadata values, which read the data: see
-/// [`Layout::section_crc_ok`] and [`Layout::check_metadata_values`]) and
-/// describes it, in time proportional to the directory and metadata keys.
+/// section CRCs, zero padding and the UTF-8 of metadata values, which read
+/// bytes all through the file: see [`Layout::section_crc_ok`] and
+/// [`Layout::check_deferred`]) and describes it, in time proportional to the
+/// directory and metadata keys, reading only the header, the table and the
+/// directory, strings and metadata sections.
 ///
 /// Checks run in spec order: length, magic, major version, header CRC, then
 /// everything else; the first violated rule is returned.
