@@ -3,6 +3,8 @@
 use core::ops::Range;
 use std::collections::HashMap;
 
+use foldhash::fast::{FixedState, RandomState};
+
 use zerocopy::FromBytes;
 
 use crate::error::{FormatError, Place, RefProblem, TensorId};
@@ -312,8 +314,11 @@ pub(super) fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), F
 
     let strings = layout.sections[layout.strings as usize].range();
     let mut tensors: Vec<Tensor> = Vec::with_capacity(nt);
-    // R-NAME-DUP: names seen so far, borrowed from the file.
-    let mut seen: HashMap<&[u8], u32> = HashMap::with_capacity(nt);
+    // R-NAME-DUP: names seen so far, borrowed from the file. foldhash, not
+    // SipHash: it was 8% of open; seeded per process, so a file cannot be
+    // built to make these names collide.
+    let mut seen: HashMap<&[u8], u32, RandomState> =
+        HashMap::with_capacity_and_hasher(nt, RandomState::default());
     for (i, r) in tensor_recs.iter().enumerate() {
         let cx = TensorCx {
             bytes,
@@ -328,13 +333,15 @@ pub(super) fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), F
         tensors.push(t);
     }
 
-    // Lookup index: names hashed once and sorted as integers, never copied.
+    // Lookup index: names hashed once, never copied, ordered by hash then
+    // name, so that even names made to collide are found in log time.
+    let name = |i: u32| bytes.get(tensors[i as usize].name.clone()).unwrap_or(&[]);
     let mut by_name: Vec<(u64, u32)> = tensors
         .iter()
         .enumerate()
         .map(|(i, t)| (name_hash(&bytes[t.name.clone()]), i as u32))
         .collect();
-    by_name.sort_unstable();
+    by_name.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))));
 
     for (i, (s, by)) in layout.sections.iter().zip(&refs.by).enumerate() {
         if let (Some(kind), None) = (s.kind, by) {
@@ -355,12 +362,12 @@ pub(super) fn parse_directory(bytes: &[u8], layout: &mut Layout) -> Result<(), F
     Ok(())
 }
 
-/// Hash of a name for the lookup index (in-memory only, never stored).
+/// Hash of a name for the lookup index (in-memory only, never stored). A
+/// fixed seed keeps layouts of the same bytes equal; the index's order by
+/// name within a hash keeps lookups logarithmic when names collide.
 pub(super) fn name_hash(name: &[u8]) -> u64 {
-    use core::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(name);
-    h.finish()
+    use core::hash::BuildHasher;
+    FixedState::with_seed(0x6868_746c_6400_0001).hash_one(name)
 }
 
 /// R-METADATA; entries are pushed as they are read, so the allocation grows

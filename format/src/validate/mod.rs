@@ -241,7 +241,8 @@ pub struct Layout {
     pub tensors: Vec<Tensor>,
     /// Metadata entries, keys strictly increasing.
     pub metadata_entries: Vec<MetaEntry>,
-    /// `(hash of name, tensor index)`, sorted, for lookup by name.
+    /// `(hash of name, tensor index)`, sorted by hash then name, for lookup
+    /// by name.
     by_name: Vec<(u64, u32)>,
 }
 
@@ -253,23 +254,21 @@ impl Layout {
         core::str::from_utf8(bytes.get(t.name.clone())?).ok()
     }
 
-    /// Index of the tensor called `name`: a binary search over name hashes,
-    /// then a byte comparison.
+    /// Index of the tensor called `name`: a binary search over (name hash,
+    /// name).
     pub fn tensor_index(&self, bytes: &[u8], name: &str) -> Option<usize> {
-        let key = name.as_bytes();
-        let h = name_hash(key);
-        let start = self.by_name.partition_point(|&(k, _)| k < h);
-        let run = self
-            .by_name
-            .get(start..)?
-            .iter()
-            .take_while(|&&(k, _)| k == h);
-        run.map(|&(_, i)| i as usize).find(|&i| {
+        let key = (name_hash(name.as_bytes()), name.as_bytes());
+        let name_of = |i: u32| {
             self.tensors
-                .get(i)
+                .get(i as usize)
                 .and_then(|t| bytes.get(t.name.clone()))
-                .is_some_and(|n| n == key)
-        })
+                .unwrap_or(&[])
+        };
+        let at = self
+            .by_name
+            .partition_point(|&(h, i)| (h, name_of(i)) < key);
+        let &(h, i) = self.by_name.get(at)?;
+        ((h, name_of(i)) == key).then_some(i as usize)
     }
 
     /// Metadata entry `i` as its key and the value's bytes, unchecked

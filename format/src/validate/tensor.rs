@@ -36,7 +36,7 @@ impl<'a> TensorCx<'a, '_> {
         &self,
         r: &TensorRecord,
         refs: &mut Refs<'_>,
-        seen: &mut HashMap<&'a [u8], u32>,
+        seen: &mut HashMap<&'a [u8], u32, foldhash::fast::RandomState>,
     ) -> Result<Tensor, FormatError> {
         let unnamed = TensorId {
             index: self.index,
