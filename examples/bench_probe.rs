@@ -191,9 +191,11 @@ fn main() -> Result<(), Error> {
     let n: usize = arg(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     match mode {
         "open" => {
+            let t = std::time::Instant::now();
             for _ in 0..n {
                 black_box(HhtldFile::open(path)?);
             }
+            println!("open: {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n as f64);
         }
         "rows" => {
             let f = HhtldFile::open(path)?;
