@@ -33,7 +33,8 @@ enum Command {
     Inspect {
         /// The .hhtld file.
         file: PathBuf,
-        /// Also check every section CRC.
+        /// Also verify: every section CRC, zero padding, UTF-8 metadata
+        /// values.
         #[arg(long)]
         verify: bool,
         /// Also print the section table and the bytes per section kind.

@@ -163,8 +163,9 @@ class safe_open:
     ``safe_open(path, framework="np")`` maps and validates the file (time
     proportional to its directory, not its size); ``framework`` is ``"np"``
     or ``"numpy"`` for numpy arrays, ``"pt"`` or ``"torch"`` for torch
-    tensors (CPU; ``device`` must be ``"cpu"``). With ``verify=True`` every
-    section CRC is checked at open as well. ``max_expansion`` sets the
+    tensors (CPU; ``device`` must be ``"cpu"``). With ``verify=True`` the
+    file is also verified at open: every section CRC, zero padding and
+    UTF-8 metadata values. ``max_expansion`` sets the
     decompression-bomb guard (spec section 7): a read that would produce more
     than ``max_expansion`` times the file's size in bytes raises
     :class:`HhtldError` (``kind == "ExpansionLimit"``) before allocating;
@@ -324,8 +325,9 @@ def inspect(path: Union[str, "os.PathLike[str]"], verify: bool = False) -> Dict[
 
 
 def verify(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
-    """What ``hhtld verify --json PATH`` prints: checks every section CRC
-    and raises :class:`HhtldError` on the first mismatch."""
+    """What ``hhtld verify --json PATH`` prints: checks every section CRC,
+    then zero padding and UTF-8 metadata values, and raises
+    :class:`HhtldError` on the first failure."""
     return json.loads(_verify_json(os.fspath(path)))
 
 

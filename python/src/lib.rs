@@ -406,7 +406,7 @@ fn parse_rows(
 #[pymethods]
 impl Reader {
     /// Opens and validates `path` (memory-mapped); with `verify`, also
-    /// checks every section CRC.
+    /// verifies it (section CRCs, padding, metadata values).
     #[new]
     #[pyo3(signature = (path, verify = false, max_expansion = None))]
     fn new(
@@ -573,8 +573,9 @@ fn inspect_json(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<String>
     .map_err(|e| error::to_py(py, e))
 }
 
-/// `hhtld verify --json` of `path`: every section CRC checked, the first
-/// mismatch raised as HhtldError; the JSON text the command prints.
+/// `hhtld verify --json` of `path`: every section CRC, the padding and the
+/// metadata values checked, the first failure raised as HhtldError; the
+/// JSON text the command prints.
 #[pyfunction]
 fn verify_json(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     py.detach(|| {

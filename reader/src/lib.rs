@@ -6,7 +6,8 @@
 //! owned [`TensorHandle`] that decodes to `f32`, `bf16` or `f16` (whole
 //! tensor, a row, a range of rows). [`HhtldFile::view`] gives the borrowed
 //! [`Hhtld`] whose tensor, palette, basis and FisherZ views are slices of the
-//! mapping, and [`Hhtld::verify`] checks every section CRC.
+//! mapping, and [`Hhtld::verify`] checks every section CRC, the padding and
+//! the metadata values.
 //!
 //! Every type in this crate's API is re-exported here, so a loader needs no
 //! other hhtld crate; the format crate itself is [`mod@format`].
@@ -21,7 +22,7 @@
 //! use hhtld_reader::{bf16, Encoding, HhtldFile, TensorHandle};
 //! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/valid/mixed.hhtld");
 //! let file = HhtldFile::open(path)?; // validates the structure
-//! file.view().verify()?; // every section CRC
+//! file.view().verify()?; // every section CRC, padding, metadata values
 //!
 //! // Owned handles: keep them in a loader, send them to other threads.
 //! let tensors: Vec<TensorHandle> = file.tensors().collect();
