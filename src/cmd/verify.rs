@@ -31,7 +31,10 @@ pub fn run(
         if as_json {
             crate::outln!("{crc:#}");
         } else {
-            crate::outln!("{}: {sections} sections, every CRC ok", path.display());
+            crate::outln!(
+                "{}: {sections} sections: every CRC, the padding and the metadata values ok",
+                path.display()
+            );
         }
         return Ok(Outcome::Ok);
     };
@@ -74,7 +77,10 @@ pub fn run(
             json!({"crc_ok": true, "sections": sections, "tensors": lines, "missing": missing, "eval": eval, "failed": failed})
         );
     } else {
-        crate::outln!("{}: {sections} sections, every CRC ok", path.display());
+        crate::outln!(
+            "{}: {sections} sections: every CRC, the padding and the metadata values ok",
+            path.display()
+        );
         crate::outln!(
             "{:<52} {:<11} {:<8} {:>9} {:>9} {:>9} {:>9}  result",
             "tensor",
