@@ -27,14 +27,15 @@ pub fn run(
     let view = file.view();
     let crc = hhtld::verify::crc_json(&view)?;
     let sections = view.sections().len();
+    let verified = format!(
+        "{}: {sections} sections: every CRC, the padding and the metadata values ok",
+        path.display()
+    );
     let Some(orig) = against else {
         if as_json {
             crate::outln!("{crc:#}");
         } else {
-            crate::outln!(
-                "{}: {sections} sections: every CRC, the padding and the metadata values ok",
-                path.display()
-            );
+            crate::outln!("{verified}");
         }
         return Ok(Outcome::Ok);
     };
@@ -77,10 +78,7 @@ pub fn run(
             json!({"crc_ok": true, "sections": sections, "tensors": lines, "missing": missing, "eval": eval, "failed": failed})
         );
     } else {
-        crate::outln!(
-            "{}: {sections} sections: every CRC, the padding and the metadata values ok",
-            path.display()
-        );
+        crate::outln!("{verified}");
         crate::outln!(
             "{:<52} {:<11} {:<8} {:>9} {:>9} {:>9} {:>9}  result",
             "tensor",
