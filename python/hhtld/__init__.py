@@ -208,6 +208,19 @@ class safe_open:
         """Tensor names, sorted."""
         return self._reader.keys()
 
+    def prefetch(self) -> None:
+        """Starts reading the whole file into the page cache in the
+        background and returns at once. Call it before reading most tensors
+        of a file that may not be cached (``load_file`` does); leave it out
+        for a few tensors or rows of a large file."""
+        self._reader.prefetch()
+
+    def keys_in_file_order(self) -> List[str]:
+        """The names of :meth:`keys` in the order their data lies in the
+        file: reading in this order after :meth:`prefetch` follows the
+        disk's reads."""
+        return self._reader.file_order()
+
     def metadata(self) -> Dict[str, str]:
         """The file's metadata (str to str). Values are checked as UTF-8
         here, not at open (spec §5): one that is not raises

@@ -16,4 +16,6 @@ def load_file(filename: Union[str, "os.PathLike[str]"]) -> Dict[str, np.ndarray]
     """Every tensor of an .hhtld file as numpy arrays of its original dtype
     (BF16 and F8 tensors need ml_dtypes; see ``safe_open.get_tensor``)."""
     with safe_open(filename, framework="np") as f:
-        return {name: f.get_tensor(name) for name in f.keys()}
+        f.prefetch()
+        read = {name: f.get_tensor(name) for name in f.keys_in_file_order()}
+        return {name: read[name] for name in f.keys()}

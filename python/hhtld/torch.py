@@ -19,4 +19,6 @@ def load_file(
     """Every tensor of an .hhtld file as CPU torch tensors of its original
     dtype. Raises ``ImportError`` when PyTorch is not installed."""
     with safe_open(filename, framework="pt", device=device) as f:
-        return {name: f.get_tensor(name) for name in f.keys()}
+        f.prefetch()
+        read = {name: f.get_tensor(name) for name in f.keys_in_file_order()}
+        return {name: read[name] for name in f.keys()}

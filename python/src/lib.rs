@@ -467,6 +467,24 @@ impl Reader {
         Ok(v)
     }
 
+    /// Starts reading the whole file into the page cache in the background
+    /// and returns (HhtldFile::prefetch).
+    fn prefetch(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.file()?;
+        py.detach(|| f.prefetch()).map_err(|e| error::to_py(py, e))
+    }
+
+    /// Tensor names in the order their data lies in the file
+    /// (HhtldFile::file_order): decoding in this order reads it front to back.
+    fn file_order(&self) -> PyResult<Vec<String>> {
+        let f = self.file()?;
+        let names: Vec<&str> = f.tensor_names().collect();
+        Ok(f.file_order()
+            .into_iter()
+            .filter_map(|i| names.get(i).map(|n| (*n).to_owned()))
+            .collect())
+    }
+
     /// Metadata as a dict of str.
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let f = self.file()?;

@@ -79,10 +79,29 @@ def test_load_file_gives_the_same_dict(minilm):
     enc, dec, _ = minilm
     ref = st_load_file(str(dec))
     got = hhtld.numpy.load_file(enc)
-    assert sorted(got) == sorted(ref)
+    assert list(got) == sorted(ref)  # read in file order, listed like keys()
     for name, want in ref.items():
         assert got[name].dtype == want.dtype and got[name].shape == want.shape
         assert got[name].tobytes() == want.tobytes(), name
+
+
+def test_file_order_is_a_permutation_of_the_keys_and_prefetch_changes_nothing(minilm):
+    enc, dec, _ = minilm
+    ref = st_load_file(str(dec))
+    with hhtld.safe_open(enc, framework="np") as f:
+        order = f.keys_in_file_order()
+        assert sorted(order) == f.keys()
+        # The writer groups tensors that share palettes across layers, so
+        # file order is not name order on MiniLM.
+        assert order != f.keys()
+        assert f.prefetch() is None
+        for name in order:
+            assert f.get_tensor(name).tobytes() == ref[name].tobytes(), name
+    f.close()
+    with pytest.raises(ValueError, match="closed"):
+        f.prefetch()
+    with pytest.raises(ValueError, match="closed"):
+        f.keys_in_file_order()
 
 
 def test_requested_dtypes_round_the_f32_decode_once(minilm):

@@ -71,13 +71,17 @@ impl HhtldBackend {
 }
 
 /// Opens `path` and returns a [`VarBuilder`] that loads its tensors as
-/// `dtype` on `device`.
+/// `dtype` on `device`. Building a model loads nearly every tensor, so the
+/// whole file is prefetched ([`HhtldFile::prefetch`]): from a cold cache
+/// the disk reads ahead while the first tensors decode.
 pub fn var_builder(
     path: impl AsRef<Path>,
     dtype: DType,
     device: &Device,
 ) -> Result<VarBuilder<'static>, ReaderError> {
-    Ok(HhtldBackend::open(path)?.into_var_builder(dtype, device))
+    let backend = HhtldBackend::open(path)?;
+    backend.file.prefetch()?;
+    Ok(backend.into_var_builder(dtype, device))
 }
 
 fn shape_of(t: &TensorHandle) -> candle_core::Result<Vec<usize>> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hhtld_format::{parse, Layout};
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::{Hhtld, ReaderError, TensorHandle};
@@ -67,7 +67,14 @@ impl HhtldFile {
         // files are not modified while open (writers replace files
         // atomically via rename, which leaves this mapping on the old inode).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        // Parsing reads the header and the directory at the end. Under the
+        // default advice each first touch of a cold file reads a whole
+        // read-ahead window around it (megabytes) and open waits for it, so
+        // it is parsed under MADV_RANDOM, reading only the pages it needs,
+        // and the default is restored for the decoding that follows.
+        map.advise(Advice::Random).map_err(io)?;
         let layout = parse(&map)?;
+        map.advise(Advice::Normal).map_err(io)?;
         Ok(HhtldFile::new(Inner {
             storage: Storage::Mmap(map),
             layout: Arc::new(layout),
@@ -219,6 +226,36 @@ impl HhtldFile {
             })?;
         }
         Ok(())
+    }
+
+    /// Asks the OS to start reading the whole file into the page cache in
+    /// the background (`madvise(MADV_WILLNEED)`) and returns without
+    /// waiting. For a loader about to decode most of a file that may not be
+    /// cached: the disk then reads ahead in large requests while tensors
+    /// decode, instead of each first touch waiting on its own read. On a
+    /// cached file it only walks the page cache over the file (about 8 µs
+    /// per MB measured), and on an uncached one it reads all of it, so
+    /// leave it out for access to a few rows or tensors of a large file. A no-op for a copy in memory.
+    pub fn prefetch(&self) -> Result<(), ReaderError> {
+        let Storage::Mmap(map) = &self.inner.storage else {
+            return Ok(());
+        };
+        map.advise(Advice::WillNeed)
+            .map_err(|source| ReaderError::Io {
+                path: self.inner.path.clone().unwrap_or_default(),
+                source,
+            })
+    }
+
+    /// Directory indices of every tensor, ordered by where its data (codes
+    /// or raw bytes) starts in the file. Decoding in this order reads the
+    /// file front to back, which after [`HhtldFile::prefetch`] follows the
+    /// disk's reads; the writer groups tensors that share palettes, so this
+    /// differs from directory order.
+    pub fn file_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.tensor_count()).collect();
+        order.sort_by_key(|&i| self.layout().tensors.get(i).map(|t| t.data.start));
+        order
     }
 
     /// Tensor names, in directory order.

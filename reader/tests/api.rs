@@ -304,3 +304,37 @@ fn released_tensor_pages_read_back_the_same_values() {
         ));
     }
 }
+
+#[test]
+fn prefetch_and_file_order_read_the_same_values() {
+    for path in vectors() {
+        let file = HhtldFile::open(&path).unwrap();
+        let copy = HhtldFile::copy_from_slice(file.bytes()).unwrap();
+        let before: Vec<Option<Vec<u32>>> = file
+            .view()
+            .tensors()
+            .map(|t| is_float(t.dtype()).then(|| bits(&t.decode().unwrap(), f32::to_bits)))
+            .collect();
+        file.prefetch().unwrap();
+        copy.prefetch().unwrap();
+        let order = file.file_order();
+        assert_eq!(order, copy.file_order());
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..file.tensor_count()).collect::<Vec<_>>());
+        let starts: Vec<usize> = order
+            .iter()
+            .map(|&i| file.layout().tensors[i].data.start)
+            .collect();
+        assert!(
+            starts.windows(2).all(|w| w[0] <= w[1]),
+            "{}",
+            path.display()
+        );
+        for &i in &order {
+            let t = file.tensor(i).unwrap();
+            let got = is_float(t.dtype()).then(|| bits(&t.decode().unwrap(), f32::to_bits));
+            assert_eq!(got, before[i], "{} tensor {i}", path.display());
+        }
+    }
+}
