@@ -65,23 +65,26 @@ impl HhtldBackend {
     }
 
     /// Wraps the backend in a [`VarBuilder`] for `dtype` on `device`.
+    /// Building a model loads nearly every tensor, so the whole file is
+    /// prefetched ([`HhtldFile::prefetch`]): from a cold cache the disk
+    /// reads ahead while the first tensors decode.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        // Advice only: if it fails, each tensor's first read still faults
+        // its pages in and reports its own I/O errors.
+        let _ = self.file.prefetch();
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
     }
 }
 
 /// Opens `path` and returns a [`VarBuilder`] that loads its tensors as
-/// `dtype` on `device`. Building a model loads nearly every tensor, so the
-/// whole file is prefetched ([`HhtldFile::prefetch`]): from a cold cache
-/// the disk reads ahead while the first tensors decode.
+/// `dtype` on `device` (the file prefetched, as
+/// [`HhtldBackend::into_var_builder`] does).
 pub fn var_builder(
     path: impl AsRef<Path>,
     dtype: DType,
     device: &Device,
 ) -> Result<VarBuilder<'static>, ReaderError> {
-    let backend = HhtldBackend::open(path)?;
-    backend.file.prefetch()?;
-    Ok(backend.into_var_builder(dtype, device))
+    Ok(HhtldBackend::open(path)?.into_var_builder(dtype, device))
 }
 
 fn shape_of(t: &TensorHandle) -> candle_core::Result<Vec<usize>> {
