@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! bench_probe open FILE N          open + validate N times (callgrind)
+//! bench_probe cold-open FILE N     N times: evict FILE, then time one open
+//! bench_probe prefetch FILE N      HhtldFile::prefetch N times on a cached file
 //! bench_probe rows FILE N          N random rows of the token embedding (callgrind)
 //! bench_probe tensors FILE N       decode every encoded tensor N times, 1 thread (callgrind)
 //! bench_probe pages FILE [random]  which pages opening and one-row decode touch
@@ -183,7 +185,7 @@ fn pages_st(path: &Path) -> Result<(), Error> {
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
-    let usage = "usage: bench_probe open|rows|tensors FILE N | hot FILE N [TENSOR [bf16]] | pages FILE [random] | pages-st FILE";
+    let usage = "usage: bench_probe open|cold-open|prefetch|rows|tensors FILE N | hot FILE N [TENSOR [bf16]] | pages FILE [random] | pages-st FILE";
     let (Some(mode), Some(file)) = (arg(0), arg(1)) else {
         return Err(usage.into());
     };
@@ -196,6 +198,41 @@ fn main() -> Result<(), Error> {
                 black_box(HhtldFile::open(path)?);
             }
             println!("open: {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        }
+        "cold-open" => {
+            for _ in 0..n {
+                let st = std::process::Command::new("dd")
+                    .arg(format!("if={}", path.display()))
+                    .args(["iflag=nocache", "count=0", "status=none"])
+                    .status()?;
+                if !st.success() {
+                    return Err("dd could not evict the file".into());
+                }
+                let t = std::time::Instant::now();
+                let f = HhtldFile::open(path)?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                println!(
+                    "cold open: {ms:.2} ms, {:?} (minor, major) faults so far",
+                    faults()
+                );
+                drop(f);
+            }
+        }
+        "prefetch" => {
+            let f = HhtldFile::open(path)?;
+            f.prefetch()?;
+            // Let the first prefetch's reads finish, so the loop times the
+            // walk over cached pages.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                f.prefetch()?;
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!(
+                "prefetch of a cached {} byte file: {us:.1} us",
+                f.bytes().len()
+            );
         }
         "rows" => {
             let f = HhtldFile::open(path)?;
