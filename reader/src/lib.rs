@@ -12,6 +12,11 @@
 //! Every type in this crate's API is re-exported here, so a loader needs no
 //! other hhtld crate; the format crate itself is [`mod@format`].
 //!
+//! A loader about to decode most of a file calls [`HhtldFile::prefetch`]
+//! (the OS starts reading the whole file) and may decode in
+//! [`HhtldFile::file_order`], front to back; open itself reads only the
+//! pages it parses.
+//!
 //! Whole-tensor decodes are refused, before anything is allocated, when
 //! they would produce more than [`DEFAULT_MAX_EXPANSION`] times the file's
 //! length in bytes (spec §7 "Expansion limit", a guard against
