@@ -77,10 +77,11 @@ impl HhtldFile {
         // default advice each first touch of a cold file reads a whole
         // read-ahead window around it (megabytes) and open waits for it, so
         // it is parsed under MADV_RANDOM, reading only the pages it needs,
-        // and the default is restored for the decoding that follows.
-        map.advise(Advice::Random).map_err(io)?;
+        // and the default is restored for the decoding that follows. Both
+        // are hints: where the kernel refuses one, reads stay correct.
+        let _ = map.advise(Advice::Random);
         let layout = parse(&map)?;
-        map.advise(Advice::Normal).map_err(io)?;
+        let _ = map.advise(Advice::Normal);
         Ok(HhtldFile::new(Inner {
             storage: Storage::Mmap(map),
             layout: Arc::new(layout),
