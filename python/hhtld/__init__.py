@@ -331,6 +331,17 @@ class Slice:
         return out[(slice(None),) + rest] if rest else out
 
 
+def _load_all(f: safe_open) -> Dict[str, Any]:
+    """Every tensor of ``f``: the file prefetched and read front to back,
+    the dict listed like ``keys()``."""
+    try:
+        f.prefetch()
+    except HhtldError:
+        pass  # a hint only: without it every tensor still reads correctly
+    read = {name: f.get_tensor(name) for name in f.keys_in_file_order()}
+    return {name: read[name] for name in f.keys()}
+
+
 def inspect(path: Union[str, "os.PathLike[str]"], verify: bool = False) -> Dict[str, Any]:
     """What ``hhtld inspect --json PATH`` prints (``verify=True``: with
     ``--verify``, adding ``crc_ok`` to each section), as a dict."""

@@ -7,7 +7,7 @@ from typing import Dict, Union
 
 import numpy as np
 
-from . import safe_open
+from . import _load_all, safe_open
 
 __all__ = ["load_file"]
 
@@ -16,6 +16,4 @@ def load_file(filename: Union[str, "os.PathLike[str]"]) -> Dict[str, np.ndarray]
     """Every tensor of an .hhtld file as numpy arrays of its original dtype
     (BF16 and F8 tensors need ml_dtypes; see ``safe_open.get_tensor``)."""
     with safe_open(filename, framework="np") as f:
-        f.prefetch()
-        read = {name: f.get_tensor(name) for name in f.keys_in_file_order()}
-        return {name: read[name] for name in f.keys()}
+        return _load_all(f)

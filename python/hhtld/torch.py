@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Dict, Union
 
-from . import safe_open
+from . import _load_all, safe_open
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +19,4 @@ def load_file(
     """Every tensor of an .hhtld file as CPU torch tensors of its original
     dtype. Raises ``ImportError`` when PyTorch is not installed."""
     with safe_open(filename, framework="pt", device=device) as f:
-        f.prefetch()
-        read = {name: f.get_tensor(name) for name in f.keys_in_file_order()}
-        return {name: read[name] for name in f.keys()}
+        return _load_all(f)
