@@ -14,7 +14,7 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{bf16_to_f32, map, word_sum, SplitMix};
+use bench_support::{bf16_to_f32, evict, map, word_sum, SplitMix};
 use std::fs::File;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -389,20 +389,6 @@ fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) ->
         format!("{:.2} GB/s (sum: {:.2})", len / m.3 / 1e9, len / m.4 / 1e9),
         Some(0.5),
     ));
-    Ok(())
-}
-
-/// Drops `path` from the page cache (GNU dd: `posix_fadvise(DONTNEED)` on
-/// the whole file). Pages mapped by a live mapping stay, so callers hold no
-/// map of the file.
-fn evict(path: &Path) -> Result<(), Error> {
-    let st = std::process::Command::new("dd")
-        .arg(format!("if={}", path.display()))
-        .args(["iflag=nocache", "count=0", "status=none"])
-        .status()?;
-    if !st.success() {
-        return Err(format!("dd could not evict {}", path.display()).into());
-    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::SplitMix;
+use bench_support::{evict, SplitMix};
 use std::fs::File;
 use std::hint::black_box;
 use std::path::Path;
@@ -201,13 +201,7 @@ fn main() -> Result<(), Error> {
         }
         "cold-open" => {
             for _ in 0..n {
-                let st = std::process::Command::new("dd")
-                    .arg(format!("if={}", path.display()))
-                    .args(["iflag=nocache", "count=0", "status=none"])
-                    .status()?;
-                if !st.success() {
-                    return Err("dd could not evict the file".into());
-                }
+                evict(path)?;
                 let t = std::time::Instant::now();
                 let f = HhtldFile::open(path)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;

@@ -27,6 +27,23 @@ impl SplitMix {
     }
 }
 
+/// Drops `path` from the page cache (GNU dd: `posix_fadvise(DONTNEED)` on
+/// the whole file). Pages mapped by a live mapping stay, so callers hold no
+/// map of the file.
+pub fn evict(path: &Path) -> std::io::Result<()> {
+    let st = std::process::Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status()?;
+    if !st.success() {
+        return Err(std::io::Error::other(format!(
+            "dd could not evict {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A read-only map of a benchmark file.
 pub fn map(path: &Path) -> std::io::Result<Mmap> {
     let f = File::open(path)?;
