@@ -284,6 +284,33 @@ fn bench_profile(dir: &Path, profile: &str, reps: usize, rows: &mut Vec<Row>) ->
     ));
     drop((bufs_f, bufs_b));
 
+    // 2c. What a loader without buffers of its own does: a new Vec per
+    // tensor from `decode()`, against a new Vec per tensor converted from
+    // BF16. Both allocate zeroed memory, so both pay the same page faults.
+    let m = pool1.install(|| {
+        compare(
+            reps,
+            &mut || {
+                for (t, _) in &pairs {
+                    black_box(t.decode().unwrap());
+                }
+            },
+            &mut || {
+                for (_, src) in &pairs {
+                    let mut v = vec![0f32; src.len() / 2];
+                    bf16_to_f32(src, &mut v);
+                    black_box(v);
+                }
+            },
+        )
+    });
+    rows.push(row(
+        format!("2c decode() into new Vecs, 1 thread [{profile}]"),
+        m,
+        format!("{:.2} GB/s f32 out", out_bytes / m.3 / 1e9),
+        None,
+    ));
+
     // 2b. The same tensors decoded to bf16, against copying the baseline's
     // BF16 bytes (what a bf16 loader of safetensors does).
     let mut bufs16: Vec<Vec<half::bf16>> = pairs

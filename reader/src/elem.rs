@@ -41,8 +41,9 @@ pub(crate) mod sealed {
     use half::{bf16, f16};
 
     /// The conversions behind [`super::OutElem`]; private so that only this
-    /// crate implements and calls them.
-    pub trait Sealed: Sized {
+    /// crate implements and calls them. `FromZeros` lets a whole-tensor
+    /// buffer come zeroed from the allocator (fresh pages need no zero pass).
+    pub trait Sealed: Sized + zerocopy::FromZeros {
         /// `Some(out)` when `Self` is `f32`, so rows decode in place.
         fn as_f32_mut(out: &mut [Self]) -> Option<&mut [f32]>;
         /// `Some(out)` when `Self` is `bf16`, which the one-pass kernel

@@ -622,13 +622,13 @@ impl<'a> TensorView<'a> {
         self.check_float()?;
         self.check_expansion::<O>()?;
         let n = self.numel();
-        let mut v = Vec::new();
-        // numel comes from the file; refuse rather than abort when it is too big.
-        v.try_reserve_exact(n).map_err(|_| ReaderError::Alloc {
+        // numel comes from the file; refuse rather than abort when it is too
+        // big. A zeroed allocation, not a fill: large buffers then arrive as
+        // fresh zero pages and the decode is the only pass that writes them.
+        let mut v = O::new_vec_zeroed(n).map_err(|_| ReaderError::Alloc {
             tensor: self.id(),
             elements: n,
         })?;
-        v.resize(n, O::default());
         self.decode_into(&mut v)?;
         Ok(v)
     }
