@@ -8,7 +8,16 @@
 //! bench_probe tensors FILE N       decode every encoded tensor N times, 1 thread (callgrind)
 //! bench_probe pages FILE [random]  which pages opening and one-row decode touch
 //! bench_probe pages-st FILE        the same for a BF16 safetensors file
+//! bench_probe kernel CODES [MB]     4 + 8 kernel on synthetic codes, output cycling over MB
 //! ```
+//!
+//! `kernel` decodes a synthetic 384 x 384 tensor of two 8-bit stages (d = 4
+//! and 8, the token embedding's shape) through `Prepared::decode_rows`
+//! into an output area of MB megabytes (default 120: memory; 0.6: L2),
+//! next to filling the same outputs and widening BF16 into them, in ns
+//! per output. CODES picks which palette entries the codes use: `zero`
+//! (entry 0 only), `m16` / `m64` (the first 16 / 64 entries), `s16` /
+//! `s64` (16 / 64 entries spread over the palette) or `rand` (all 256).
 //!
 //! `pages` reports, after each step, the resident size of the file's mapping
 //! (`Rss` of its line in `/proc/self/smaps`) and this process's minor and
@@ -21,7 +30,7 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{evict, SplitMix};
+use bench_support::{bf16_to_f32, evict, SplitMix};
 use std::fs::File;
 use std::hint::black_box;
 use std::path::Path;
@@ -185,7 +194,7 @@ fn pages_st(path: &Path) -> Result<(), Error> {
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
-    let usage = "usage: bench_probe open|cold-open|prefetch|rows|tensors FILE N | hot FILE N [TENSOR [bf16]] | pages FILE [random] | pages-st FILE";
+    let usage = "usage: bench_probe open|cold-open|prefetch|rows|tensors FILE N | hot FILE N [TENSOR [bf16]] | pages FILE [random] | pages-st FILE | kernel CODES [MB]";
     let (Some(mode), Some(file)) = (arg(0), arg(1)) else {
         return Err(usage.into());
     };
@@ -267,6 +276,7 @@ fn main() -> Result<(), Error> {
         )?,
         "pages" => pages(path, arg(2) == Some("random"))?,
         "pages-st" => pages_st(path)?,
+        "kernel" => kernel(file, arg(2).and_then(|s| s.parse().ok()).unwrap_or(120.0))?,
         _ => return Err(usage.into()),
     }
     Ok(())
@@ -292,6 +302,79 @@ fn hot(path: &Path, n: usize, name: &str, bf16: bool) -> Result<(), Error> {
     println!(
         "{name} ({}): {ns:.3} ns/output",
         if bf16 { "bf16" } else { "f32" }
+    );
+    Ok(())
+}
+
+/// `bench_probe kernel`: see the crate docs.
+fn kernel(codes_kind: &str, mb: f64) -> Result<(), Error> {
+    use hhtld_format::decode::{ElemSlice, Prepared, StageSpec};
+    const N: usize = 384;
+    let p: Vec<f32> = (0..256 * 4).map(|i| (i as f32).sin()).collect();
+    let q: Vec<f32> = (0..256 * 8).map(|i| (i as f32).cos()).collect();
+    let (cb0, cb1) = (N / 4, N / 8);
+    let stride = cb0 + cb1;
+    let specs = [
+        StageSpec {
+            palette: ElemSlice::F32(&p),
+            d: 4,
+            bits: 8,
+            code_offset: 0,
+        },
+        StageSpec {
+            palette: ElemSlice::F32(&q),
+            d: 8,
+            bits: 8,
+            code_offset: cb0,
+        },
+    ];
+    let prepared = Prepared::new(&specs, N)?;
+    let mut rng = SplitMix(0x5EED);
+    let pick: fn(u8) -> u8 = match codes_kind {
+        "zero" => |_| 0,
+        "m16" => |c| c & 15,
+        "m64" => |c| c & 63,
+        "s16" => |c| (c & 15) << 4,
+        "s64" => |c| (c & 63) << 2,
+        "rand" => |c| c,
+        other => return Err(format!("CODES {other}: zero|m16|m64|s16|s64|rand").into()),
+    };
+    let codes: Vec<u8> = (0..stride * N).map(|_| pick(rng.next() as u8)).collect();
+    let per = N * N;
+    let nbuf = ((mb * 1e6 / 4.0) as usize / per).max(1);
+    let mut out = vec![0f32; nbuf * per];
+    let src: Vec<u8> = (0..nbuf * per)
+        .flat_map(|i| half::bf16::from_f32(i as f32).to_le_bytes())
+        .collect();
+    // About 50 M outputs per sample.
+    let iters = (50_000_000 / per).max(nbuf);
+    let mut ns = [vec![], vec![], vec![]];
+    for _ in 0..9 {
+        for (which, v) in ns.iter_mut().enumerate() {
+            let t = std::time::Instant::now();
+            for i in 0..iters {
+                let k = i % nbuf;
+                let o = &mut out[k * per..(k + 1) * per];
+                match which {
+                    0 => prepared
+                        .decode_rows(&codes, stride, None, 0, o)
+                        .map_err(|(r, e)| format!("row {r}: {e}"))?,
+                    1 => o.fill(black_box(0.5)),
+                    _ => bf16_to_f32(&src[k * per * 2..(k + 1) * per * 2], o),
+                }
+            }
+            v.push(t.elapsed().as_secs_f64() * 1e9 / (iters * per) as f64);
+        }
+    }
+    black_box(&out);
+    let [d, f, b] = ns.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    println!(
+        "4+8 {codes_kind}, output {:.1} MB: decode {d:.3}, fill {f:.3}, BF16 widening {b:.3} ns/output; widening / decode {:.2}",
+        (nbuf * per * 4) as f64 / 1e6,
+        b / d
     );
     Ok(())
 }
